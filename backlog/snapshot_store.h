@@ -1,0 +1,77 @@
+// The snapshot store: the RDB of the current lineage, taken at offset S, on
+// disk in the data directory. A download goes to a temp file; only a complete
+// one is fsynced and renamed into place, so an interrupted download is never
+// used.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "backlog/replication_log.h"  // LogError
+
+namespace psync::backlog {
+
+// A complete snapshot. Held by shared_ptr: every replica that is being sent
+// the file holds it, and the fd stays valid until the last one lets go, even
+// after discard() unlinked the file.
+class Snapshot {
+ public:
+  Snapshot(std::string path, int fd, uint64_t size, uint64_t offset, std::string replid,
+           int64_t created_unix);
+  ~Snapshot();  // closes fd
+  Snapshot(const Snapshot&) = delete;
+  Snapshot& operator=(const Snapshot&) = delete;
+
+  const std::string& path() const { return path_; }
+  int fd() const { return fd_; }              // O_RDONLY, for sendfile/pread
+  uint64_t size() const { return size_; }      // RDB bytes
+  uint64_t offset() const { return offset_; }  // S: the first stream byte after it is S+1
+  const std::string& replid() const { return replid_; }
+  int64_t created_unix() const { return created_unix_; }
+  // Unlinks the file (a newer snapshot replaced it); open readers go on.
+  void discard();
+
+ private:
+  std::string path_;
+  int fd_;
+  uint64_t size_;
+  uint64_t offset_;
+  std::string replid_;
+  int64_t created_unix_;
+};
+
+class SnapshotWriter {
+ public:
+  // Creates <dir>/snapshot.rdb.tmp (truncated, mode 0600). Throws LogError.
+  explicit SnapshotWriter(const std::string& dir);
+  ~SnapshotWriter();  // abort() unless committed
+  SnapshotWriter(const SnapshotWriter&) = delete;
+  SnapshotWriter& operator=(const SnapshotWriter&) = delete;
+
+  // Appends RDB bytes. Throws LogError (ENOSPC ...).
+  void write(std::string_view bytes);
+  uint64_t bytes() const { return bytes_; }
+
+  // fsync, rename to <dir>/snapshot-<replid>.rdb, fsync the directory, reopen
+  // read-only. Blocking for the length of an fsync of the whole file: call it
+  // off the event loop thread. Throws LogError; the temp file is then removed.
+  std::shared_ptr<Snapshot> commit(const std::string& replid, uint64_t offset);
+
+  // Closes and unlinks the temp file. Idempotent.
+  void abort();
+
+ private:
+  std::string dir_;
+  std::string tmp_path_;
+  int fd_ = -1;
+  uint64_t bytes_ = 0;
+  bool done_ = false;
+};
+
+// Removes what an earlier run left in dir: snapshot-*.rdb, *.tmp, log-*.seg.
+// Returns how many files were removed.
+size_t clean_data_dir(const std::string& dir);
+
+}  // namespace psync::backlog
