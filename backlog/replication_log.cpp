@@ -1,1 +1,219 @@
-// placeholder: implemented next
+#include "backlog/replication_log.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace psync::backlog {
+
+namespace {
+
+[[noreturn]] void fail(const std::string& path, const char* what, int err) {
+  throw LogError(path + ": " + what + ": " + std::strerror(err));
+}
+
+bool is_segment_name(std::string_view name) {
+  return name.size() > 8 && name.starts_with("log-") && name.ends_with(".seg");
+}
+
+std::string segment_path(const std::string& dir, uint64_t first_offset) {
+  char name[64];
+  std::snprintf(name, sizeof name, "log-%020llu.seg",
+                static_cast<unsigned long long>(first_offset));
+  return dir + "/" + name;
+}
+
+// Unlinks every log-*.seg file in dir (not directories).
+void remove_segment_files(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) fail(dir, "opendir", errno);
+  int err = 0;
+  std::string failed;
+  while (dirent* entry = readdir(d)) {
+    if (!is_segment_name(entry->d_name)) continue;
+    struct stat st;
+    if (fstatat(dirfd(d), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (S_ISDIR(st.st_mode)) continue;
+    if (unlinkat(dirfd(d), entry->d_name, 0) != 0 && errno != ENOENT && err == 0) {
+      err = errno;
+      failed = dir + "/" + entry->d_name;
+    }
+  }
+  closedir(d);
+  if (err != 0) fail(failed, "unlink", err);
+}
+
+}  // namespace
+
+Segment::~Segment() {
+  if (fd >= 0) close(fd);
+}
+
+ReplicationLog::ReplicationLog(std::string dir, uint64_t segment_bytes)
+    : dir_(std::move(dir)), segment_bytes_(std::max<uint64_t>(segment_bytes, 1)) {}
+
+void ReplicationLog::reset(uint64_t next_offset) {
+  if (next_offset == 0) throw std::invalid_argument("ReplicationLog::reset: offset 0");
+  // Readers holding a Span keep their Segment (and its fd) until they let go.
+  segments_.clear();
+  next_offset_ = next_offset;
+  remove_segment_files(dir_);
+}
+
+void ReplicationLog::open_segment(uint64_t first_offset) {
+  auto seg = std::make_shared<Segment>();
+  seg->first_offset = first_offset;
+  seg->path = segment_path(dir_, first_offset);
+  seg->fd = open(seg->path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (seg->fd < 0) fail(seg->path, "open", errno);
+  segments_.push_back(std::move(seg));
+}
+
+// One append always goes whole into one segment (it is never split), so a
+// segment may end up larger than segment_bytes.
+void ReplicationLog::append(std::string_view bytes) {
+  if (bytes.empty()) return;
+  bool opened = false;
+  if (segments_.empty() || segments_.back()->size >= segment_bytes_) {
+    open_segment(next_offset_);
+    opened = true;
+  }
+  Segment& seg = *segments_.back();
+
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(seg.fd, bytes.data() + done, bytes.size() - done);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    int err = n < 0 ? errno : EIO;  // write() returning 0 for a non-empty buffer: treat as EIO
+    std::string path = seg.path;
+    std::string what = "write";
+    if (opened) {
+      // The segment was created for these bytes: remove it altogether.
+      unlink(path.c_str());
+      segments_.pop_back();
+    } else {
+      // Drop the partial bytes. The fd position goes back too, so even if
+      // ftruncate failed, readers stop at seg.size and the next append
+      // overwrites what lies past it.
+      if (ftruncate(seg.fd, static_cast<off_t>(seg.size)) != 0) {
+        what += " (and ftruncate: " + std::string(std::strerror(errno)) + ")";
+      }
+      lseek(seg.fd, static_cast<off_t>(seg.size), SEEK_SET);
+    }
+    fail(path, what.c_str(), err);
+  }
+  seg.size += bytes.size();
+  next_offset_ += bytes.size();
+}
+
+uint64_t ReplicationLog::first_offset() const {
+  return segments_.empty() ? next_offset_ : segments_.front()->first_offset;
+}
+
+uint64_t ReplicationLog::last_offset() const { return next_offset_ - 1; }
+
+bool ReplicationLog::contains(uint64_t offset) const {
+  return first_offset() <= offset && offset <= next_offset_;
+}
+
+Span ReplicationLog::span(uint64_t offset, size_t max_len) const {
+  if (!contains(offset)) {
+    throw std::out_of_range("replication log: offset " + std::to_string(offset) +
+                            " outside [" + std::to_string(first_offset()) + ", " +
+                            std::to_string(next_offset_) + "]");
+  }
+  Span result;
+  if (offset == next_offset_) {
+    if (!segments_.empty()) {
+      const auto& last = segments_.back();
+      result.fd = last->fd;
+      result.file_pos = last->size;
+      result.segment = last;
+    }
+    return result;
+  }
+  // The last segment whose first_offset <= offset. contains() guarantees that
+  // one exists and that offset lies inside it.
+  auto it = std::upper_bound(
+      segments_.begin(), segments_.end(), offset,
+      [](uint64_t off, const std::shared_ptr<Segment>& seg) { return off < seg->first_offset; });
+  const auto& seg = *std::prev(it);
+  uint64_t pos = offset - seg->first_offset;
+  result.fd = seg->fd;
+  result.file_pos = pos;
+  result.len = static_cast<size_t>(std::min<uint64_t>(max_len, seg->size - pos));
+  result.segment = seg;
+  return result;
+}
+
+size_t ReplicationLog::read(uint64_t offset, char* out, size_t len) const {
+  if (len == 0) span(offset, 0);  // checks the precondition (the loop below does otherwise)
+  size_t done = 0;
+  while (done < len) {
+    Span s = span(offset + done, len - done);
+    if (s.len == 0) break;  // reached next_offset()
+    size_t got = 0;
+    while (got < s.len) {
+      ssize_t n = pread(s.fd, out + done + got, s.len - got, static_cast<off_t>(s.file_pos + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) fail(s.segment->path, "pread", errno);
+      if (n == 0) throw LogError(s.segment->path + ": pread: unexpected end of file");
+      got += static_cast<size_t>(n);
+    }
+    done += got;
+  }
+  return done;
+}
+
+void ReplicationLog::truncate_to(uint64_t new_next_offset) {
+  if (new_next_offset < first_offset() || new_next_offset > next_offset_) {
+    throw std::out_of_range("replication log: cannot truncate to " + std::to_string(new_next_offset) +
+                            " outside [" + std::to_string(first_offset()) + ", " +
+                            std::to_string(next_offset_) + "]");
+  }
+  // Whole segments that start at or after the new end go; the one that holds
+  // the new end is cut (it may become empty and stay as the segment written to).
+  while (segments_.size() > 1 && segments_.back()->first_offset >= new_next_offset) {
+    const Segment& back = *segments_.back();
+    if (unlink(back.path.c_str()) != 0 && errno != ENOENT) fail(back.path, "unlink", errno);
+    segments_.pop_back();
+  }
+  if (!segments_.empty()) {
+    Segment& seg = *segments_.back();
+    uint64_t keep = new_next_offset - seg.first_offset;
+    if (keep < seg.size) {
+      if (ftruncate(seg.fd, static_cast<off_t>(keep)) != 0) fail(seg.path, "ftruncate", errno);
+      lseek(seg.fd, static_cast<off_t>(keep), SEEK_SET);
+      seg.size = keep;
+    }
+  }
+  next_offset_ = new_next_offset;
+}
+
+void ReplicationLog::trim_before(uint64_t keep_from) {
+  // Never the last segment: it is the one being written.
+  while (segments_.size() > 1) {
+    const Segment& front = *segments_.front();
+    if (front.first_offset + front.size > keep_from) break;  // its last byte >= keep_from
+    if (unlink(front.path.c_str()) != 0 && errno != ENOENT) fail(front.path, "unlink", errno);
+    segments_.pop_front();
+  }
+}
+
+uint64_t ReplicationLog::bytes_on_disk() const {
+  uint64_t total = 0;
+  for (const auto& seg : segments_) total += seg->size;
+  return total;
+}
+
+}  // namespace psync::backlog

@@ -73,6 +73,13 @@ class ReplicationLog {
   // For tests and small reads. Same precondition as span().
   size_t read(uint64_t offset, char* out, size_t len) const;
 
+  // Drops every byte at or after new_next_offset: next_offset() becomes
+  // new_next_offset. Used to take back the unfinished command a lost link
+  // left at the end (readers are never shown such bytes). Throws
+  // std::out_of_range unless first_offset() <= new_next_offset <= next_offset(),
+  // LogError on an I/O failure.
+  void truncate_to(uint64_t new_next_offset);
+
   // Deletes whole segments all of whose bytes are below keep_from. The
   // segment being written is never deleted.
   void trim_before(uint64_t keep_from);

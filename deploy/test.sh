@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test through ctest: once on
+# a Release build, once on an AddressSanitizer + UndefinedBehaviorSanitizer build.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+ensure_packages
+start=$(date +%s)
+
+echo "==> Release build" >&2
+build build Release
+(cd "$ROOT/build" && ctest --output-on-failure -j2 --timeout 300)
+
+echo "==> ASan + UBSan build" >&2
+build build-asan Debug -DPSYNC_SANITIZE=ON
+(cd "$ROOT/build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j2 --timeout 300)
+
+echo "==> all tests passed in $(( $(date +%s) - start )) s" >&2

@@ -1,0 +1,49 @@
+// Command-line configuration.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+
+#include "proxy/log.h"
+
+namespace psync::proxy {
+
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+  std::string str() const;  // "host:port", "[v6]:port"
+};
+
+struct Config {
+  HostPort upstream;
+  bool has_upstream = false;
+  std::string masterauth;
+  std::string masteruser;
+  std::string bind = "127.0.0.1";
+  uint16_t port = 6380;
+  std::string status_bind;  // empty: same as bind
+  uint16_t status_port = 8380;
+  std::string dir = "./psync-data";
+  uint64_t backlog_size = 256ull << 20;
+  std::string requirepass;
+  LogLevel log_level = LogLevel::kInfo;
+  double upstream_timeout_s = 60;  // no byte from the upstream for this long: link lost
+  double ping_period_s = 10;       // the proxy's own PING in the stream
+  uint64_t segment_bytes = 64ull << 20;
+};
+
+// What parse_args decided: run with a config, or exit with a code after
+// having printed help / version / one clear error line.
+struct ParseResult {
+  Config config;
+  bool exit = false;
+  int exit_code = 0;
+};
+
+ParseResult parse_args(int argc, char** argv);
+
+// "host:port" or "[v6]:port"; false on a bad value.
+bool parse_host_port(const std::string& s, HostPort& out);
+
+}  // namespace psync::proxy

@@ -1,0 +1,515 @@
+#include "proxy/proxy.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "protocol/numbers.h"
+#include "protocol/reply.h"
+#include "proxy/log.h"
+#include "proxy/replica_session.h"
+#include "proxy/status_http.h"
+#include "proxy/upstream.h"
+
+namespace psync::proxy {
+
+namespace {
+const char* kComponent = "proxy";
+const std::string kOwnPing = "*1\r\n$4\r\nPING\r\n";
+const std::string kNoReplid(40, '0');
+
+std::string process_run_id() {
+  static const std::string id = random_replid();
+  return id;
+}
+
+// Splits a sockaddr into printable IP and port.
+void peer_of(const sockaddr_storage& ss, std::string& ip, int& port) {
+  char buf[INET6_ADDRSTRLEN] = "?";
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
+    port = ntohs(a->sin6_port);
+  } else {
+    port = 0;
+  }
+  ip = buf;
+}
+
+// Creates dir (and parents) with mode 0700 where missing.
+bool make_data_dir(const std::string& dir, std::string& error) {
+  std::error_code ec;
+  std::filesystem::path p(dir);
+  std::filesystem::path cur;
+  for (const auto& part : p) {
+    cur /= part;
+    if (std::filesystem::exists(cur, ec)) continue;
+    if (::mkdir(cur.c_str(), 0700) != 0 && errno != EEXIST) {
+      error = "cannot create " + cur.string() + ": " + strerror(errno);
+      return false;
+    }
+  }
+  if (!std::filesystem::is_directory(p, ec)) {
+    error = dir + " is not a directory";
+    return false;
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    error = "cannot write to " + dir + ": " + strerror(errno);
+    return false;
+  }
+  return true;
+}
+}  // namespace
+
+std::string random_replid() {
+  static std::random_device rd;
+  static const char* hex = "0123456789abcdef";
+  std::string id(40, '0');
+  for (size_t i = 0; i < 40; i += 8) {
+    uint32_t r = rd();
+    for (size_t j = 0; j < 8; ++j) id[i + j] = hex[(r >> (4 * j)) & 0xf];
+  }
+  return id;
+}
+
+uint64_t now_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+Proxy::Proxy(uv_loop_t* loop, Config config)
+    : loop_(loop),
+      config_(std::move(config)),
+      start_ms_(now_ms()),
+      log_(config_.dir, config_.segment_bytes),
+      upstream_(std::make_unique<Upstream>(*this)),
+      status_(std::make_unique<StatusServer>(*this)) {}
+
+Proxy::~Proxy() = default;
+
+double Proxy::uptime_seconds() const { return static_cast<double>(now_ms() - start_ms_) / 1000.0; }
+
+bool Proxy::start() {
+  std::string error;
+  if (!make_data_dir(config_.dir, error)) {
+    LOG_ERROR(kComponent, "--dir: %s", error.c_str());
+    return false;
+  }
+  try {
+    size_t removed = backlog::clean_data_dir(config_.dir);
+    if (removed) LOG_INFO(kComponent, "removed %zu files of an earlier run from %s", removed, config_.dir.c_str());
+    log_.reset(1);
+  } catch (const std::exception& e) {
+    LOG_ERROR(kComponent, "cannot prepare %s: %s", config_.dir.c_str(), e.what());
+    return false;
+  }
+
+  // The replica port: a plain non-blocking socket polled by libuv, so that
+  // sessions can send with sendfile(2).
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  auto* a4 = reinterpret_cast<sockaddr_in*>(&addr);
+  auto* a6 = reinterpret_cast<sockaddr_in6*>(&addr);
+  if (inet_pton(AF_INET, config_.bind.c_str(), &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(config_.port);
+    addr_len = sizeof *a4;
+  } else if (inet_pton(AF_INET6, config_.bind.c_str(), &a6->sin6_addr) == 1) {
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons(config_.port);
+    addr_len = sizeof *a6;
+  } else {
+    LOG_ERROR(kComponent, "--bind: not an IP address: %s", config_.bind.c_str());
+    return false;
+  }
+  listen_fd_ = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0 ||
+      ::listen(listen_fd_, 128) != 0) {
+    LOG_ERROR(kComponent, "cannot listen for replicas on %s:%u: %s", config_.bind.c_str(),
+              config_.port, strerror(errno));
+    ::close(listen_fd_);
+    listen_fd_ = -1;
+    return false;
+  }
+  uv_poll_init_socket(loop_, &listen_poll_, listen_fd_);
+  listen_poll_.data = this;
+  uv_poll_start(&listen_poll_, UV_READABLE, on_accept);
+  listening_ = true;
+
+  if (config_.status_port != 0) {
+    if (!status_->start(config_.status_bind, config_.status_port, error)) {
+      LOG_ERROR(kComponent, "%s", error.c_str());
+      return false;
+    }
+  }
+
+  uv_timer_init(loop_, &ping_timer_);
+  ping_timer_.data = this;
+  auto ping_ms = static_cast<uint64_t>(config_.ping_period_s * 1000);
+  uv_timer_start(&ping_timer_, on_ping_timer, ping_ms, ping_ms);
+  uv_timer_init(loop_, &keepalive_timer_);
+  keepalive_timer_.data = this;
+  uv_timer_start(&keepalive_timer_, on_keepalive_timer, 1000, 1000);
+  timers_started_ = true;
+
+  LOG_INFO(kComponent, "psync-proxy %s: replicas on %s:%u, status on http://%s:%u/status, data in %s",
+           PSYNC_PROXY_VERSION, config_.bind.c_str(), config_.port, config_.status_bind.c_str(),
+           config_.status_port, config_.dir.c_str());
+  upstream_->start();
+  return true;
+}
+
+void Proxy::shutdown() {
+  if (stopping_) return;
+  stopping_ = true;
+  LOG_INFO(kComponent, "shutting down");
+  if (listening_) {
+    uv_poll_stop(&listen_poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&listen_poll_), [](uv_handle_t* h) {
+      auto* self = static_cast<Proxy*>(h->data);
+      ::close(self->listen_fd_);
+      self->listen_fd_ = -1;
+    });
+    listening_ = false;
+  } else if (listen_fd_ >= 0) {
+    ::close(listen_fd_);
+    listen_fd_ = -1;
+  }
+  std::vector<ReplicaSession*> all;
+  for (auto& s : sessions_) all.push_back(s.get());
+  for (auto* s : all) s->close("the proxy is shutting down");
+  upstream_->stop();
+  status_->stop();
+  if (timers_started_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&ping_timer_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&keepalive_timer_), nullptr);
+    timers_started_ = false;
+  }
+}
+
+void Proxy::on_accept(uv_poll_t* handle, int status, int /*events*/) {
+  auto* self = static_cast<Proxy*>(handle->data);
+  if (status < 0) {
+    LOG_WARN(kComponent, "accept poll error: %s", uv_strerror(status));
+    return;
+  }
+  self->accept_replicas();
+}
+
+void Proxy::accept_replicas() {
+  for (int i = 0; i < 64 && !stopping_; ++i) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        LOG_WARN(kComponent, "accept failed: %s", strerror(errno));
+      }
+      return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    std::string ip;
+    int port = 0;
+    peer_of(ss, ip, port);
+    counters_.connections_received++;
+    sessions_.push_back(std::make_unique<ReplicaSession>(*this, next_session_id_++, fd, ip, port));
+    ReplicaSession* s = sessions_.back().get();
+    LOG_DEBUG("replica", "connection from %s", s->address().c_str());
+    if (!s->start()) s->close("cannot watch the socket");
+  }
+}
+
+void Proxy::session_closed(ReplicaSession* session) {
+  for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
+    if (it->get() == session) {
+      sessions_.erase(it);
+      return;
+    }
+  }
+}
+
+bool constant_time_equals(std::string_view a, std::string_view b) {
+  // Every byte of the longer string is looked at, whatever the content.
+  size_t n = std::max(a.size(), b.size());
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < n; ++i) {
+    auto x = static_cast<unsigned char>(i < a.size() ? a[i] : 0);
+    auto y = static_cast<unsigned char>(i < b.size() ? b[i] : 0);
+    diff |= static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
+}
+
+bool Proxy::check_password(std::string_view user, std::string_view pass) const {
+  if (config_.requirepass.empty()) return false;
+  bool ok = constant_time_equals(pass, config_.requirepass);
+  return ok && user == "default";
+}
+
+uint64_t Proxy::psync_floor() const {
+  uint64_t floor = log_.first_offset();
+  if (snapshot_) floor = std::max(floor, snapshot_->offset() + 1);
+  return floor;
+}
+
+bool Proxy::can_continue(std::string_view replid, uint64_t offset) const {
+  return snapshot_ && replid == replid_ && offset >= psync_floor() && offset <= visible_end_ + 1;
+}
+
+bool Proxy::append_stream(std::string_view bytes, bool at_boundary) {
+  try {
+    log_.append(bytes);
+  } catch (const std::exception& e) {
+    LOG_ERROR(kComponent, "cannot append to the replication log: %s", e.what());
+    return false;
+  }
+  if (at_boundary && visible_end_ != log_.last_offset()) {
+    visible_end_ = log_.last_offset();
+    notify_sessions();
+  }
+  return true;
+}
+
+void Proxy::upstream_lost() {
+  if (log_.last_offset() == visible_end_) return;
+  uint64_t dropped = log_.last_offset() - visible_end_;
+  try {
+    log_.truncate_to(visible_end_ + 1);
+    LOG_INFO(kComponent, "dropped %llu bytes of a command the master did not finish sending",
+             static_cast<unsigned long long>(dropped));
+  } catch (const std::exception& e) {
+    LOG_ERROR(kComponent, "cannot drop the unfinished command at the log's end: %s", e.what());
+  }
+}
+
+void Proxy::begin_lineage(std::shared_ptr<backlog::Snapshot> snapshot) {
+  std::shared_ptr<backlog::Snapshot> old = std::move(snapshot_);
+  std::string old_replid = replid_;
+  snapshot_ = std::move(snapshot);
+  replid_ = snapshot_->replid();
+  visible_end_ = snapshot_->offset();
+  if (old) old->discard();
+  LOG_INFO(kComponent, "new lineage %s: snapshot of %s at offset %llu%s", replid_.c_str(),
+           human_bytes(static_cast<double>(snapshot_->size())).c_str(),
+           static_cast<unsigned long long>(snapshot_->offset()),
+           old ? "; replicas of the previous lineage are moved to it (full resync)" : "");
+  std::vector<ReplicaSession*> all;
+  for (auto& s : sessions_) all.push_back(s.get());
+  for (auto* s : all) {
+    switch (s->state()) {
+      case ReplicaSession::State::kSendBulk:
+      case ReplicaSession::State::kOnline:
+        s->close("the proxy re-synced with its master (new lineage " + replid_ +
+                 "); the replica will full-resync");
+        break;
+      case ReplicaSession::State::kWaitBgsave:
+        s->on_snapshot_ready();
+        break;
+      case ReplicaSession::State::kHandshake:
+        break;
+    }
+  }
+  try {
+    log_.trim_before(snapshot_->offset() + 1);
+  } catch (const std::exception& e) {
+    LOG_WARN(kComponent, "cannot remove old log segments: %s", e.what());
+  }
+}
+
+void Proxy::notify_sessions() {
+  for (auto& s : sessions_) s->on_log_grew();
+}
+
+void Proxy::append_own_ping() {
+  // Only between whole commands, only in a lineage, never while a new
+  // lineage's offset is being fixed.
+  if (!snapshot_ || switching_ || log_.last_offset() != visible_end_) return;
+  append_stream(kOwnPing, true);
+}
+
+void Proxy::on_ping_timer(uv_timer_t* t) { static_cast<Proxy*>(t->data)->append_own_ping(); }
+
+void Proxy::on_keepalive_timer(uv_timer_t* t) {
+  auto* self = static_cast<Proxy*>(t->data);
+  std::vector<ReplicaSession*> all;
+  for (auto& s : self->sessions_) all.push_back(s.get());
+  for (auto* s : all) s->on_second();
+}
+
+// ---------------------------------------------------------------- INFO / ROLE
+
+std::string Proxy::info(std::string_view section) const {
+  bool all = section.empty() || protocol::iequals(section, "default") ||
+             protocol::iequals(section, "all") || protocol::iequals(section, "everything");
+  std::string out;
+  auto add = [&out](const std::string& line) { out += line + "\r\n"; };
+  if (all || protocol::iequals(section, "server")) {
+    utsname u{};
+    uname(&u);
+    auto up = static_cast<uint64_t>(uptime_seconds());
+    add("# Server");
+    add("redis_version:7.0.0");
+    add(std::string("psync_proxy_version:") + PSYNC_PROXY_VERSION);
+    add("redis_mode:standalone");
+    add(std::string("os:") + u.sysname + " " + u.release + " " + u.machine);
+    add("arch_bits:64");
+    add("multiplexing_api:epoll");
+    add("process_id:" + std::to_string(getpid()));
+    add("run_id:" + process_run_id());
+    add("tcp_port:" + std::to_string(config_.port));
+    add("uptime_in_seconds:" + std::to_string(up));
+    add("uptime_in_days:" + std::to_string(up / 86400));
+    add("executable:psync-proxy");
+    add("config_file:");
+    out += "\r\n";
+  }
+  if (all || protocol::iequals(section, "replication")) {
+    add("# Replication");
+    add("role:master");
+    int n = 0;
+    std::string slaves;
+    for (const auto& s : sessions_) {
+      if (!s->replicating() || s->closing()) continue;
+      double lag = s->seconds_since_ack();
+      slaves += "slave" + std::to_string(n++) + ":ip=" + s->ip() +
+                ",port=" + std::to_string(s->listening_port()) +
+                ",state=" + ReplicaSession::state_name(s->state()) +
+                ",offset=" + std::to_string(s->acked_offset()) +
+                ",lag=" + std::to_string(lag < 0 ? 0 : static_cast<int64_t>(lag)) + "\r\n";
+    }
+    add("connected_slaves:" + std::to_string(n));
+    out += slaves;
+    add("master_failover_state:no-failover");
+    add("master_replid:" + (replid_.empty() ? kNoReplid : replid_));
+    add("master_replid2:" + kNoReplid);
+    add("master_repl_offset:" + std::to_string(visible_end_));
+    add("second_repl_offset:-1");
+    add(std::string("repl_backlog_active:") + (snapshot_ ? "1" : "0"));
+    add("repl_backlog_size:" + std::to_string(config_.backlog_size));
+    uint64_t floor = psync_floor();
+    add("repl_backlog_first_byte_offset:" + std::to_string(floor));
+    add("repl_backlog_histlen:" + std::to_string(visible_end_ + 1 - std::min(floor, visible_end_ + 1)));
+    out += "\r\n";
+  }
+  if (all || protocol::iequals(section, "stats")) {
+    add("# Stats");
+    add("total_connections_received:" + std::to_string(counters_.connections_received));
+    add("total_commands_processed:" + std::to_string(counters_.commands_processed));
+    add("total_net_input_bytes:" + std::to_string(counters_.net_input_bytes));
+    add("total_net_output_bytes:" + std::to_string(counters_.net_output_bytes));
+    add("rejected_connections:" + std::to_string(counters_.rejected_connections));
+    add("sync_full:" + std::to_string(counters_.sync_full));
+    add("sync_partial_ok:" + std::to_string(counters_.sync_partial_ok));
+    add("sync_partial_err:" + std::to_string(counters_.sync_partial_err));
+    out += "\r\n";
+  }
+  if (out.size() >= 2) out.resize(out.size() - 2);  // no blank line after the last section
+  return out;
+}
+
+std::string Proxy::role_reply() const {
+  std::string out = protocol::array_header(3);
+  out += protocol::bulk_string("master");
+  out += protocol::integer_reply(static_cast<int64_t>(visible_end_));
+  std::vector<const ReplicaSession*> online;
+  for (const auto& s : sessions_) {
+    if (s->state() == ReplicaSession::State::kOnline && !s->closing()) online.push_back(s.get());
+  }
+  out += protocol::array_header(online.size());
+  for (const auto* s : online) {
+    out += protocol::array_header(3);
+    out += protocol::bulk_string(s->ip());
+    out += protocol::bulk_string(std::to_string(s->listening_port()));
+    out += protocol::bulk_string(std::to_string(s->acked_offset()));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- /status
+
+std::string Proxy::status_json() const {
+  using nlohmann::json;
+  auto seconds_or_null = [](double s) -> json { return s < 0 ? json(nullptr) : json(s); };
+  const Upstream& up = *upstream_;
+  json j;
+  j["proxy"] = {{"version", PSYNC_PROXY_VERSION},
+                {"replid", replid_},
+                {"offset", visible_end_},
+                {"uptime_seconds", uptime_seconds()},
+                {"pid", getpid()}};
+  auto expected = up.rdb_bytes_expected();
+  j["upstream"] = {{"address", config_.upstream.str()},
+                   {"state", Upstream::state_name(up.state())},
+                   {"link_up", up.link_up()},
+                   {"last_error", up.last_error()},
+                   {"sync_count", up.sync_count()},
+                   {"rdb_bytes_received", up.rdb_bytes_received()},
+                   {"rdb_bytes_expected", expected ? json(*expected) : json(nullptr)},
+                   {"stream_bytes", up.stream_bytes()},
+                   {"commands", up.commands()},
+                   {"seconds_since_last_byte", seconds_or_null(up.seconds_since_last_byte())}};
+  j["log"] = {{"first_offset", log_.first_offset()},
+              {"last_offset", log_.last_offset()},
+              {"bytes_on_disk", log_.bytes_on_disk()},
+              {"segments", log_.segment_count()}};
+  if (snapshot_) {
+    auto age = static_cast<double>(time(nullptr) - snapshot_->created_unix());
+    j["snapshot"] = {{"offset", snapshot_->offset()},
+                     {"bytes", snapshot_->size()},
+                     {"replid", snapshot_->replid()},
+                     {"created_unix", snapshot_->created_unix()},
+                     {"age_seconds", age}};
+  } else {
+    j["snapshot"] = nullptr;
+  }
+  json replicas = json::array();
+  for (const auto& s : sessions_) {
+    if (s->closing()) continue;
+    uint64_t lag_bytes = 0;
+    if (s->state() == ReplicaSession::State::kOnline) {
+      auto acked = static_cast<uint64_t>(std::max<int64_t>(s->acked_offset(), 0));
+      lag_bytes = visible_end_ > acked ? visible_end_ - acked : 0;
+    }
+    json r = {{"address", s->address()},
+              {"listening_port", s->listening_port()},
+              {"state", ReplicaSession::state_name(s->state())},
+              {"sync", ReplicaSession::sync_name(s->sync_kind())},
+              {"acked_offset", s->acked_offset()},
+              {"sent_offset", s->cursor() == 0 ? 0 : s->cursor() - 1},
+              {"lag_bytes", lag_bytes},
+              {"lag_seconds", seconds_or_null(s->seconds_since_ack())}};
+    if (s->state() == ReplicaSession::State::kSendBulk && snapshot_) {
+      r["bulk_bytes_sent"] = s->bulk_sent();
+    }
+    replicas.push_back(std::move(r));
+  }
+  j["replicas"] = std::move(replicas);
+  j["counters"] = {{"sync_full", counters_.sync_full},
+                   {"sync_partial_ok", counters_.sync_partial_ok},
+                   {"sync_partial_err", counters_.sync_partial_err},
+                   {"connections_received", counters_.connections_received},
+                   {"rejected_connections", counters_.rejected_connections}};
+  return j.dump(2) + "\n";
+}
+
+}  // namespace psync::proxy

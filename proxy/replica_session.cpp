@@ -1,0 +1,483 @@
+#include "proxy/replica_session.h"
+
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "protocol/numbers.h"
+#include "protocol/reply.h"
+#include "proxy/log.h"
+#include "proxy/proxy.h"
+
+namespace psync::proxy {
+
+using protocol::iequals;
+
+namespace {
+constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kSendChunk = 1 << 20;        // bytes per sendfile call
+constexpr size_t kPumpBudget = 4 << 20;       // bytes per pump before yielding to others
+constexpr size_t kMaxPendingReplies = 1 << 20;  // stop reading a client that does not read replies
+const char* kComponent = "replica";
+}  // namespace
+
+const char* ReplicaSession::state_name(State s) {
+  switch (s) {
+    case State::kHandshake: return "handshake";
+    case State::kWaitBgsave: return "wait_bgsave";
+    case State::kSendBulk: return "send_bulk";
+    case State::kOnline: return "online";
+  }
+  return "?";
+}
+
+const char* ReplicaSession::sync_name(SyncKind k) {
+  switch (k) {
+    case SyncKind::kNone: return "none";
+    case SyncKind::kFull: return "full";
+    case SyncKind::kPartial: return "partial";
+  }
+  return "?";
+}
+
+ReplicaSession::ReplicaSession(Proxy& proxy, uint64_t id, int fd, std::string ip, int port)
+    : proxy_(proxy), id_(id), fd_(fd), ip_(std::move(ip)), port_(port) {}
+
+ReplicaSession::~ReplicaSession() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string ReplicaSession::address() const {
+  if (ip_.find(':') != std::string::npos) return "[" + ip_ + "]:" + std::to_string(port_);
+  return ip_ + ":" + std::to_string(port_);
+}
+
+double ReplicaSession::seconds_since_ack() const {
+  if (last_ack_ms_ == 0) return -1;
+  return static_cast<double>(now_ms() - last_ack_ms_) / 1000.0;
+}
+
+bool ReplicaSession::start() {
+  if (uv_poll_init_socket(proxy_.loop(), &poll_, fd_) != 0) return false;
+  poll_.data = this;
+  poll_started_ = true;
+  update_poll();
+  return true;
+}
+
+void ReplicaSession::close(const std::string& reason) {
+  if (closing_) return;
+  closing_ = true;
+  if (state_ != State::kHandshake) {
+    LOG_INFO(kComponent, "replica %s (listening port %d) disconnected: %s", address().c_str(),
+             listening_port_, reason.c_str());
+  } else {
+    LOG_DEBUG(kComponent, "client %s disconnected: %s", address().c_str(), reason.c_str());
+  }
+  bulk_.reset();
+  if (poll_started_) {
+    uv_poll_stop(&poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&poll_), on_closed);
+  } else {
+    proxy_.session_closed(this);
+  }
+}
+
+void ReplicaSession::on_closed(uv_handle_t* handle) {
+  auto* self = static_cast<ReplicaSession*>(handle->data);
+  self->proxy_.session_closed(self);  // deletes self
+}
+
+void ReplicaSession::on_poll(uv_poll_t* handle, int status, int events) {
+  auto* self = static_cast<ReplicaSession*>(handle->data);
+  if (self->closing_) return;
+  if (status < 0) {
+    self->close(std::string("socket error: ") + uv_strerror(status));
+    return;
+  }
+  if (events & UV_WRITABLE) self->pump();
+  if (!self->closing_ && (events & (UV_READABLE | UV_DISCONNECT))) self->handle_readable();
+}
+
+void ReplicaSession::update_poll() {
+  if (closing_ || !poll_started_) return;
+  int events = 0;
+  // A client that does not read its replies is not read from either.
+  if (out_.size() - out_pos_ < kMaxPendingReplies) events |= UV_READABLE;
+  if (want_write_) events |= UV_WRITABLE;
+  if (events == poll_events_) return;
+  poll_events_ = events;
+  if (events == 0) {
+    uv_poll_stop(&poll_);
+  } else {
+    uv_poll_start(&poll_, events, on_poll);
+  }
+}
+
+void ReplicaSession::handle_readable() {
+  char buf[kReadChunk];
+  for (int round = 0; round < 4; ++round) {
+    ssize_t n = ::read(fd_, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      close(std::string("read error: ") + strerror(errno));
+      return;
+    }
+    if (n == 0) {
+      close("connection closed by peer");
+      return;
+    }
+    proxy_.counters().net_input_bytes += static_cast<uint64_t>(n);
+    parser_.feed(std::string_view(buf, static_cast<size_t>(n)));
+    for (;;) {
+      auto r = parser_.next(args_);
+      if (r == protocol::RequestParser::Result::kNeedMore) break;
+      if (r == protocol::RequestParser::Result::kError) {
+        LOG_WARN(kComponent, "client %s sent bad input: %s", address().c_str(),
+                 parser_.error().c_str());
+        // Redis answers a protocol error and closes once it is written.
+        if (state_ == State::kHandshake) out_ += protocol::error_reply("ERR " + parser_.error());
+        close_after_flush_ = true;
+        pump();
+        if (!closing_ && out_pos_ >= out_.size()) close("protocol error");
+        return;
+      }
+      proxy_.counters().commands_processed++;
+      dispatch(args_);
+      if (closing_) return;
+    }
+    if (static_cast<size_t>(n) < sizeof buf) break;
+  }
+  pump();
+}
+
+void ReplicaSession::reply(std::string_view bytes) {
+  if (state_ != State::kHandshake) return;
+  out_.append(bytes);
+}
+
+void ReplicaSession::dispatch(std::vector<std::string>& args) {
+  if (args.empty()) return;
+  const std::string& cmd = args[0];
+  if (iequals(cmd, "QUIT")) {
+    reply(protocol::simple_string("OK"));
+    close_after_flush_ = true;
+    return;
+  }
+  if (iequals(cmd, "AUTH")) {
+    cmd_auth(args);
+    return;
+  }
+  if (!authenticated_ && !proxy_.config().requirepass.empty()) {
+    reply(protocol::error_reply("NOAUTH Authentication required."));
+    return;
+  }
+  if (iequals(cmd, "PING")) {
+    if (args.size() > 2) {
+      reply(protocol::error_reply("ERR wrong number of arguments for 'ping' command"));
+    } else if (args.size() == 2) {
+      reply(protocol::bulk_string(args[1]));
+    } else {
+      reply(protocol::simple_string("PONG"));
+    }
+  } else if (iequals(cmd, "REPLCONF")) {
+    cmd_replconf(args);
+  } else if (iequals(cmd, "PSYNC")) {
+    cmd_psync(args);
+  } else if (iequals(cmd, "SYNC")) {
+    cmd_sync();
+  } else if (iequals(cmd, "INFO")) {
+    reply(protocol::bulk_string(proxy_.info(args.size() > 1 ? args[1] : "")));
+  } else if (iequals(cmd, "ROLE")) {
+    reply(proxy_.role_reply());
+  } else {
+    std::string name = cmd.substr(0, 128);
+    reply(protocol::error_reply(
+        "ERR unknown command '" + name +
+        "': this is psync-proxy, a replication proxy; it serves replicas only (PING, AUTH, "
+        "REPLCONF, PSYNC, SYNC, INFO, ROLE, QUIT)"));
+  }
+}
+
+void ReplicaSession::cmd_auth(const std::vector<std::string>& args) {
+  if (args.size() < 2 || args.size() > 3) {
+    reply(protocol::error_reply("ERR wrong number of arguments for 'auth' command"));
+    return;
+  }
+  if (proxy_.config().requirepass.empty()) {
+    reply(protocol::error_reply(
+        "ERR AUTH <password> called without any password configured for the default user. "
+        "Are you sure your configuration is correct?"));
+    return;
+  }
+  std::string_view user = args.size() == 3 ? std::string_view(args[1]) : "default";
+  std::string_view pass = args.back();
+  if (proxy_.check_password(user, pass)) {
+    authenticated_ = true;
+    reply(protocol::simple_string("OK"));
+  } else {
+    LOG_WARN(kComponent, "client %s: AUTH failed", address().c_str());
+    reply(protocol::error_reply("WRONGPASS invalid username-password pair or user is disabled."));
+  }
+}
+
+void ReplicaSession::cmd_replconf(const std::vector<std::string>& args) {
+  if (args.size() % 2 == 0) {
+    reply(protocol::error_reply("ERR syntax error"));
+    return;
+  }
+  for (size_t i = 1; i + 1 < args.size(); i += 2) {
+    const std::string& opt = args[i];
+    const std::string& val = args[i + 1];
+    if (iequals(opt, "listening-port")) {
+      auto p = protocol::parse_i64(val);
+      if (!p || *p < 0 || *p > 65535) {
+        reply(protocol::error_reply("ERR value is out of range"));
+        return;
+      }
+      listening_port_ = static_cast<int>(*p);
+    } else if (iequals(opt, "ip-address")) {
+      announced_ip_ = val.substr(0, 64);
+    } else if (iequals(opt, "capa")) {
+      if (iequals(val, "psync2")) capa_psync2_ = true;
+      if (iequals(val, "eof")) capa_eof_ = true;
+    } else if (iequals(opt, "ack")) {
+      // REPLCONF ACK <offset> [FACK <aofoffset>]: never answered.
+      auto off = protocol::parse_i64(val);
+      if (off && state_ == State::kOnline) {
+        if (*off > acked_offset_) acked_offset_ = *off;
+        last_ack_ms_ = now_ms();
+      }
+      return;
+    } else if (iequals(opt, "getack")) {
+      return;  // only a master sends it
+    } else if (iequals(opt, "rdb-only")) {
+      auto v = protocol::parse_i64(val);
+      if (!v || (*v != 0 && *v != 1)) {
+        reply(protocol::error_reply("ERR rdb-only value must be 0 or 1"));
+        return;
+      }
+      rdb_only_ = *v == 1;
+    }
+    // Other options (rdb-filter-only ...) are accepted and ignored.
+  }
+  reply(protocol::simple_string("OK"));
+}
+
+void ReplicaSession::cmd_psync(const std::vector<std::string>& args) {
+  if (replicating()) return;  // already a replica: ignored, as Redis does
+  if (args.size() != 3) {
+    reply(protocol::error_reply("ERR wrong number of arguments for 'psync' command"));
+    return;
+  }
+  if (!proxy_.snapshot()) {
+    // Redis 4.0+ retries shortly; 2.8-3.2 fall back to SYNC and are held.
+    reply(protocol::error_reply(
+        "NOMASTERLINK Can't SYNC while not connected with my master (psync-proxy has no "
+        "snapshot of its upstream yet)"));
+    return;
+  }
+  sent_psync_ = true;
+  const std::string& want_id = args[1];
+  auto offset = protocol::parse_i64(args[2]);
+  if (want_id != "?" && offset && *offset >= 0 &&
+      proxy_.can_continue(want_id, static_cast<uint64_t>(*offset))) {
+    start_partial_resync(static_cast<uint64_t>(*offset));
+    return;
+  }
+  if (want_id != "?") {
+    proxy_.counters().sync_partial_err++;
+    if (want_id != proxy_.replid()) {
+      LOG_INFO(kComponent,
+               "replica %s asked for a partial resync of replid %s, which is not this lineage's "
+               "(%s): full resync",
+               address().c_str(), want_id.substr(0, 40).c_str(), proxy_.replid().c_str());
+    } else {
+      LOG_INFO(kComponent,
+               "replica %s asked for a partial resync from offset %s, outside the retained log "
+               "(%llu-%llu): full resync",
+               address().c_str(), args[2].substr(0, 32).c_str(),
+               static_cast<unsigned long long>(proxy_.psync_floor()),
+               static_cast<unsigned long long>(proxy_.visible_end() + 1));
+    }
+  }
+  start_full_resync(true);
+}
+
+void ReplicaSession::cmd_sync() {
+  if (replicating()) return;
+  if (!proxy_.snapshot()) {
+    LOG_INFO(kComponent, "client %s sent SYNC before the first snapshot: held until it exists",
+             address().c_str());
+    state_ = State::kWaitBgsave;
+    sync_kind_ = SyncKind::kFull;
+    return;
+  }
+  start_full_resync(false);
+}
+
+void ReplicaSession::start_full_resync(bool psync) {
+  const auto& snap = proxy_.snapshot();
+  char header[128];
+  int n = 0;
+  if (psync) {
+    n = snprintf(header, sizeof header, "+FULLRESYNC %s %llu\r\n", proxy_.replid().c_str(),
+                 static_cast<unsigned long long>(snap->offset()));
+  }
+  snprintf(header + n, sizeof header - static_cast<size_t>(n), "$%llu\r\n",
+           static_cast<unsigned long long>(snap->size()));
+  out_ += header;  // written directly: the client is a replica from here on
+  bulk_ = snap;
+  bulk_sent_ = 0;
+  cursor_ = snap->offset() + 1;
+  lineage_replid_ = proxy_.replid();
+  state_ = State::kSendBulk;
+  sync_kind_ = SyncKind::kFull;
+  proxy_.counters().sync_full++;
+  LOG_INFO(kComponent, "replica %s (listening port %d) full resync: snapshot of %s at offset %llu%s",
+           address().c_str(), listening_port_, human_bytes(static_cast<double>(snap->size())).c_str(),
+           static_cast<unsigned long long>(snap->offset()), rdb_only_ ? " (rdb only)" : "");
+  pump();
+}
+
+void ReplicaSession::start_partial_resync(uint64_t offset) {
+  std::string line = capa_psync2_ ? "+CONTINUE " + proxy_.replid() + "\r\n" : "+CONTINUE\r\n";
+  out_ += line;
+  cursor_ = offset;
+  lineage_replid_ = proxy_.replid();
+  state_ = State::kOnline;
+  sync_kind_ = SyncKind::kPartial;
+  acked_offset_ = static_cast<int64_t>(offset) - 1;
+  last_ack_ms_ = now_ms();
+  proxy_.counters().sync_partial_ok++;
+  uint64_t behind = proxy_.visible_end() + 1 - offset;
+  LOG_INFO(kComponent, "replica %s (listening port %d) partial resync from offset %llu (%s behind)",
+           address().c_str(), listening_port_, static_cast<unsigned long long>(offset),
+           human_bytes(static_cast<double>(behind)).c_str());
+  pump();
+}
+
+void ReplicaSession::on_log_grew() {
+  if (closing_ || state_ != State::kOnline || want_write_) return;
+  pump();
+}
+
+void ReplicaSession::on_snapshot_ready() {
+  if (closing_ || state_ != State::kWaitBgsave) return;
+  start_full_resync(sent_psync_);
+}
+
+void ReplicaSession::on_second() {
+  if (closing_ || state_ != State::kWaitBgsave) return;
+  out_ += "\n";  // keepalive while the client waits for the snapshot
+  pump();
+}
+
+void ReplicaSession::pump() {
+  if (closing_) return;
+  size_t budget = kPumpBudget;
+  bool blocked = false;
+  while (budget > 0) {
+    if (out_pos_ < out_.size()) {
+      ssize_t n = ::write(fd_, out_.data() + out_pos_, out_.size() - out_pos_);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          blocked = true;
+          break;
+        }
+        close(std::string("write error: ") + strerror(errno));
+        return;
+      }
+      out_pos_ += static_cast<size_t>(n);
+      proxy_.counters().net_output_bytes += static_cast<uint64_t>(n);
+      budget -= std::min(budget, static_cast<size_t>(n));
+      if (out_pos_ == out_.size()) {
+        out_.clear();
+        out_pos_ = 0;
+      }
+      continue;
+    }
+    if (close_after_flush_) {
+      close("closed after its last reply");
+      return;
+    }
+    if (state_ == State::kSendBulk) {
+      if (bulk_sent_ < bulk_->size()) {
+        off_t pos = static_cast<off_t>(bulk_sent_);
+        size_t want = static_cast<size_t>(std::min<uint64_t>(bulk_->size() - bulk_sent_, kSendChunk));
+        ssize_t n = ::sendfile(fd_, bulk_->fd(), &pos, std::min(want, budget));
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            blocked = true;
+            break;
+          }
+          close(std::string("sending the snapshot failed: ") + strerror(errno));
+          return;
+        }
+        if (n == 0) {
+          close("snapshot file ended before its size");
+          return;
+        }
+        bulk_sent_ += static_cast<uint64_t>(n);
+        proxy_.counters().net_output_bytes += static_cast<uint64_t>(n);
+        budget -= std::min(budget, static_cast<size_t>(n));
+        continue;
+      }
+      bulk_.reset();
+      if (rdb_only_) {
+        LOG_INFO(kComponent, "client %s received the snapshot (rdb only): closing",
+                 address().c_str());
+        close("rdb-only transfer complete");
+        return;
+      }
+      state_ = State::kOnline;
+      acked_offset_ = static_cast<int64_t>(cursor_) - 1;
+      last_ack_ms_ = now_ms();
+      LOG_INFO(kComponent, "replica %s (listening port %d) received the snapshot: online",
+               address().c_str(), listening_port_);
+      continue;
+    }
+    if (state_ == State::kOnline && cursor_ <= proxy_.visible_end()) {
+      auto& log = proxy_.log();
+      if (!log.contains(cursor_)) {
+        close("its position " + std::to_string(cursor_) + " left the retained log");
+        return;
+      }
+      uint64_t avail = proxy_.visible_end() + 1 - cursor_;
+      size_t want = static_cast<size_t>(std::min<uint64_t>({avail, kSendChunk, budget}));
+      backlog::Span span = log.span(cursor_, want);
+      off_t pos = static_cast<off_t>(span.file_pos);
+      ssize_t n = ::sendfile(fd_, span.fd, &pos, span.len);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          blocked = true;
+          break;
+        }
+        close(std::string("sending the stream failed: ") + strerror(errno));
+        return;
+      }
+      if (n == 0) {
+        close("log segment ended early");
+        return;
+      }
+      cursor_ += static_cast<uint64_t>(n);
+      proxy_.counters().net_output_bytes += static_cast<uint64_t>(n);
+      budget -= std::min(budget, static_cast<size_t>(n));
+      continue;
+    }
+    break;  // nothing to send
+  }
+  // Blocked on a full socket, or budget spent (the socket is still writable,
+  // so the poll fires again at once and other sessions get their turn).
+  want_write_ = blocked || budget == 0;
+  update_poll();
+}
+
+}  // namespace psync::proxy

@@ -1,0 +1,123 @@
+// One downstream connection: a replica (or a tool such as redis-cli) talking
+// to the proxy as to its master.
+//
+//   handshake ──PSYNC/SYNC──▶ wait_bgsave (no snapshot yet; SYNC clients only)
+//       │                        │ snapshot ready
+//       ├──full resync──────────▶ send_bulk ──RDB sent──▶ online
+//       └──partial resync─────────────────────────────▶ online
+//
+// Nothing of the stream is copied for a replica: it is a cursor into the
+// shared log and the bytes go out with sendfile(2), from the snapshot file
+// during send_bulk and from the log segments when online.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backlog/snapshot_store.h"
+#include "protocol/request_parser.h"
+
+namespace psync::proxy {
+
+class Proxy;
+
+class ReplicaSession {
+ public:
+  enum class State { kHandshake, kWaitBgsave, kSendBulk, kOnline };
+  enum class SyncKind { kNone, kFull, kPartial };
+
+  ReplicaSession(Proxy& proxy, uint64_t id, int fd, std::string ip, int port);
+  ~ReplicaSession();
+  ReplicaSession(const ReplicaSession&) = delete;
+  ReplicaSession& operator=(const ReplicaSession&) = delete;
+
+  bool start();
+  // Closes the connection (idempotent). The proxy deletes the session once
+  // its handle is closed.
+  void close(const std::string& reason);
+
+  // The log grew: an online replica that was idle sends the new bytes.
+  void on_log_grew();
+  // The first snapshot exists: a SYNC client that was waiting gets it.
+  void on_snapshot_ready();
+  // Once a second: keepalive "\n" to a client waiting for a snapshot.
+  void on_second();
+
+  uint64_t id() const { return id_; }
+  State state() const { return state_; }
+  SyncKind sync_kind() const { return sync_kind_; }
+  bool closing() const { return closing_; }
+  bool replicating() const { return state_ != State::kHandshake; }
+  const std::string& ip() const { return ip_; }
+  int port() const { return port_; }
+  int listening_port() const { return listening_port_; }
+  std::string address() const;
+  int64_t acked_offset() const { return acked_offset_; }
+  // Seconds since the last REPLCONF ACK (or since it went online); -1: never.
+  double seconds_since_ack() const;
+  uint64_t cursor() const { return cursor_; }
+  const std::string& lineage() const { return lineage_replid_; }
+  uint64_t bulk_sent() const { return bulk_sent_; }
+
+  static const char* state_name(State s);
+  static const char* sync_name(SyncKind k);
+
+ private:
+  static void on_poll(uv_poll_t* handle, int status, int events);
+  static void on_closed(uv_handle_t* handle);
+  void handle_readable();
+  void dispatch(std::vector<std::string>& args);
+  void cmd_auth(const std::vector<std::string>& args);
+  void cmd_replconf(const std::vector<std::string>& args);
+  void cmd_psync(const std::vector<std::string>& args);
+  void cmd_sync();
+  void start_full_resync(bool psync);
+  void start_partial_resync(uint64_t offset);
+  // Queues a reply; dropped once the client is a replica (a master never
+  // answers its replicas, as in Redis).
+  void reply(std::string_view bytes);
+  void pump();
+  void update_poll();
+
+  Proxy& proxy_;
+  uint64_t id_;
+  int fd_;
+  std::string ip_;
+  int port_;
+  uv_poll_t poll_{};
+  bool poll_started_ = false;
+  int poll_events_ = 0;
+  bool closing_ = false;
+  bool close_after_flush_ = false;
+
+  protocol::RequestParser parser_;
+  std::vector<std::string> args_;
+  std::string out_;       // replies and headers not yet written
+  size_t out_pos_ = 0;
+  bool want_write_ = false;
+
+  State state_ = State::kHandshake;
+  SyncKind sync_kind_ = SyncKind::kNone;
+  bool authenticated_ = false;
+  bool capa_psync2_ = false;
+  bool capa_eof_ = false;
+  bool rdb_only_ = false;
+  bool sent_psync_ = false;  // SYNC clients that came through PSYNC: no +FULLRESYNC line
+  int listening_port_ = 0;
+  std::string announced_ip_;
+
+  std::shared_ptr<backlog::Snapshot> bulk_;  // the snapshot being sent
+  uint64_t bulk_header_len_ = 0;
+  uint64_t bulk_sent_ = 0;
+  uint64_t cursor_ = 0;       // next log offset to send
+  std::string lineage_replid_;
+  int64_t acked_offset_ = 0;
+  uint64_t last_ack_ms_ = 0;
+};
+
+}  // namespace psync::proxy

@@ -1,0 +1,186 @@
+#include "proxy/status_http.h"
+
+#include <http_parser.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "proxy/log.h"
+#include "proxy/proxy.h"
+
+namespace psync::proxy {
+
+namespace {
+
+constexpr size_t kMaxRequest = 8 * 1024;
+constexpr uint64_t kRequestTimeoutMs = 5'000;
+
+std::string http_response(int code, const char* reason, const std::string& content_type,
+                          const std::string& body, bool head) {
+  std::string r = "HTTP/1.1 " + std::to_string(code) + " " + reason + "\r\n";
+  r += "Content-Type: " + content_type + "\r\n";
+  r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  r += "Cache-Control: no-store\r\nConnection: close\r\n\r\n";
+  if (!head) r += body;
+  return r;
+}
+
+std::string json_error(int code, const char* reason, const std::string& message, bool head) {
+  nlohmann::json j = {{"error", message}};
+  return http_response(code, reason, "application/json", j.dump() + "\n", head);
+}
+
+// One HTTP connection: read one request, answer, close.
+struct Connection {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  http_parser parser;
+  http_parser_settings settings;
+  Proxy* proxy;
+  std::string url;
+  size_t received = 0;
+  bool answered = false;
+  int open_handles = 2;
+
+  static void on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
+    static char scratch[4096];  // the loop is single-threaded; parsed at once
+    *buf = uv_buf_init(scratch, sizeof scratch);
+  }
+
+  static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+    auto* c = static_cast<Connection*>(s->data);
+    if (c->answered) return;
+    if (n < 0) {
+      c->close();
+      return;
+    }
+    c->received += static_cast<size_t>(n);
+    if (c->received > kMaxRequest) {
+      c->answer(json_error(431, "Request Header Fields Too Large", "request too large", false));
+      return;
+    }
+    size_t used = http_parser_execute(&c->parser, &c->settings, buf->base, static_cast<size_t>(n));
+    if (c->answered) return;
+    if (c->parser.http_errno != HPE_OK || used != static_cast<size_t>(n)) {
+      c->answer(json_error(400, "Bad Request",
+                           std::string("bad HTTP request: ") +
+                               http_errno_description(static_cast<http_errno>(c->parser.http_errno)),
+                           false));
+    }
+  }
+
+  static int on_url(http_parser* p, const char* at, size_t len) {
+    auto* c = static_cast<Connection*>(p->data);
+    c->url.append(at, len);
+    return 0;
+  }
+
+  static int on_headers_complete(http_parser* p) {
+    auto* c = static_cast<Connection*>(p->data);
+    c->answer(StatusServer::respond(c->proxy, http_method_str(static_cast<http_method>(p->method)), c->url));
+    return 1;  // no body expected
+  }
+
+  void answer(std::string response) {
+    answered = true;
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp));
+    struct Write {
+      uv_write_t req;
+      std::string data;
+      Connection* conn;
+    };
+    auto* w = new Write{{}, std::move(response), this};
+    w->req.data = w;
+    uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+    int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp), &b, 1, [](uv_write_t* req, int) {
+      auto* w = static_cast<Write*>(req->data);
+      w->conn->close();
+      delete w;
+    });
+    if (rc != 0) {
+      delete w;
+      close();
+    }
+  }
+
+  void close() {
+    if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&tcp))) return;
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp), on_closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer), on_closed);
+  }
+
+  static void on_closed(uv_handle_t* h) {
+    auto* c = static_cast<Connection*>(h->data);
+    if (--c->open_handles == 0) delete c;
+  }
+};
+
+}  // namespace
+
+StatusServer::StatusServer(Proxy& proxy) : proxy_(proxy) {}
+StatusServer::~StatusServer() = default;
+
+bool StatusServer::start(const std::string& host, int port, std::string& error) {
+  sockaddr_storage addr{};
+  if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
+      uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
+    error = "--status-bind: not an IP address: " + host;
+    return false;
+  }
+  uv_tcp_init(proxy_.loop(), &server_);
+  server_.data = this;
+  started_ = true;
+  int rc = uv_tcp_bind(&server_, reinterpret_cast<sockaddr*>(&addr), 0);
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 64, on_connection);
+  if (rc != 0) {
+    error = "cannot listen for status on " + host + ":" + std::to_string(port) + ": " + uv_strerror(rc);
+    return false;
+  }
+  return true;
+}
+
+void StatusServer::stop() {
+  if (started_ && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&server_))) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
+  }
+}
+
+void StatusServer::on_connection(uv_stream_t* server, int status) {
+  auto* self = static_cast<StatusServer*>(server->data);
+  if (status < 0) return;
+  auto* c = new Connection;
+  c->proxy = &self->proxy_;
+  uv_tcp_init(self->proxy_.loop(), &c->tcp);
+  uv_timer_init(self->proxy_.loop(), &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) {
+    c->close();
+    return;
+  }
+  http_parser_init(&c->parser, HTTP_REQUEST);
+  c->parser.data = c;
+  http_parser_settings_init(&c->settings);
+  c->settings.on_url = Connection::on_url;
+  c->settings.on_headers_complete = Connection::on_headers_complete;
+  uv_timer_start(&c->timer, [](uv_timer_t* t) { static_cast<Connection*>(t->data)->close(); },
+                 kRequestTimeoutMs, 0);
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), Connection::on_alloc, Connection::on_read);
+}
+
+std::string StatusServer::respond(Proxy* proxy, const std::string& method, const std::string& url) {
+  bool head = method == "HEAD";
+  if (method != "GET" && !head) {
+    return json_error(405, "Method Not Allowed", "only GET is supported", false);
+  }
+  std::string path = url.substr(0, url.find('?'));
+  if (path == "/status") {
+    return http_response(200, "OK", "application/json", proxy ? proxy->status_json() : "{}", head);
+  }
+  if (path == "/healthz") {
+    return http_response(200, "OK", "text/plain", "ok\n", head);
+  }
+  return json_error(404, "Not Found", "no such path; try /status or /healthz", head);
+}
+
+}  // namespace psync::proxy

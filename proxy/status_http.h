@@ -1,0 +1,35 @@
+// The HTTP status endpoint: GET /status (JSON), GET /healthz; anything else
+// 404 with a JSON error. One request per connection.
+#pragma once
+
+#include <uv.h>
+
+#include <string>
+
+namespace psync::proxy {
+
+class Proxy;
+
+class StatusServer {
+ public:
+  explicit StatusServer(Proxy& proxy);
+  ~StatusServer();
+  StatusServer(const StatusServer&) = delete;
+  StatusServer& operator=(const StatusServer&) = delete;
+
+  // false (with error set) when the address cannot be bound.
+  bool start(const std::string& host, int port, std::string& error);
+  void stop();
+
+  // Builds the whole HTTP response for a request (pure: tested and fuzzed).
+  static std::string respond(Proxy* proxy, const std::string& method, const std::string& url);
+
+ private:
+  static void on_connection(uv_stream_t* server, int status);
+
+  Proxy& proxy_;
+  uv_tcp_t server_{};
+  bool started_ = false;
+};
+
+}  // namespace psync::proxy

@@ -1,0 +1,95 @@
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "proxy/config.h"
+#include "proxy/proxy.h"
+#include "proxy/status_http.h"
+
+using namespace psync::proxy;
+
+namespace {
+ParseResult parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "psync-proxy");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  return parse_args(static_cast<int>(argv.size()), argv.data());
+}
+}  // namespace
+
+TEST_CASE("config: defaults and every flag") {
+  auto r = parse({"--upstream", "10.0.0.5:6379"});
+  REQUIRE_FALSE(r.exit);
+  CHECK(r.config.upstream.host == "10.0.0.5");
+  CHECK(r.config.upstream.port == 6379);
+  CHECK(r.config.bind == "127.0.0.1");
+  CHECK(r.config.port == 6380);
+  CHECK(r.config.status_bind == "127.0.0.1");
+  CHECK(r.config.status_port == 8380);
+  CHECK(r.config.dir == "./psync-data");
+  CHECK(r.config.backlog_size == 256ull << 20);
+
+  r = parse({"--upstream", "[::1]:7000", "--port", "7001", "--bind", "0.0.0.0", "--status-bind",
+             "127.0.0.2", "--status-port", "0", "--dir", "/var/lib/x", "--backlog-size", "1gb",
+             "--masterauth", "s3cret", "--requirepass", "pw", "--log-level", "debug"});
+  REQUIRE_FALSE(r.exit);
+  CHECK(r.config.upstream.host == "::1");
+  CHECK(r.config.upstream.str() == "[::1]:7000");
+  CHECK(r.config.port == 7001);
+  CHECK(r.config.status_bind == "127.0.0.2");
+  CHECK(r.config.status_port == 0);
+  CHECK(r.config.backlog_size == 1ull << 30);
+  CHECK(r.config.masterauth == "s3cret");
+  CHECK(r.config.requirepass == "pw");
+  CHECK(r.config.log_level == LogLevel::kDebug);
+}
+
+TEST_CASE("config: a bad flag or value exits with code 2") {
+  for (auto args : std::vector<std::vector<std::string>>{
+           {},                                                   // no upstream
+           {"--upstream", "nohost"},                             // no port
+           {"--upstream", "h:0"},                                // port 0
+           {"--upstream", "h:70000"},                            // port too big
+           {"--upstream", "h:1", "--port", "0"},
+           {"--upstream", "h:1", "--backlog-size", "lots"},
+           {"--upstream", "h:1", "--backlog-size", "-5mb"},
+           {"--upstream", "h:1", "--log-level", "loud"},
+           {"--upstream", "h:1", "--no-such-flag"},
+           {"--upstream", "h:1", "--port", "abc"},
+       }) {
+    CAPTURE(args.size());
+    auto r = parse(args);
+    CHECK(r.exit);
+    CHECK(r.exit_code == 2);
+  }
+  auto help = parse({"--help"});
+  CHECK(help.exit);
+  CHECK(help.exit_code == 0);
+}
+
+TEST_CASE("status endpoint: paths and methods") {
+  auto health = StatusServer::respond(nullptr, "GET", "/healthz");
+  CHECK(health.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  auto missing = StatusServer::respond(nullptr, "GET", "/nope");
+  CHECK(missing.rfind("HTTP/1.1 404 Not Found\r\n", 0) == 0);
+  CHECK(missing.find("application/json") != std::string::npos);
+  CHECK(missing.find("\"error\"") != std::string::npos);
+  auto post = StatusServer::respond(nullptr, "POST", "/status");
+  CHECK(post.rfind("HTTP/1.1 405", 0) == 0);
+}
+
+TEST_CASE("replication IDs are 40 lower-case hex and differ") {
+  std::string a = random_replid(), b = random_replid();
+  CHECK(a.size() == 40);
+  CHECK(a.find_first_not_of("0123456789abcdef") == std::string::npos);
+  CHECK(a != b);
+}
+
+TEST_CASE("password comparison") {
+  CHECK(constant_time_equals("secret", "secret"));
+  CHECK_FALSE(constant_time_equals("secret", "secreT"));
+  CHECK_FALSE(constant_time_equals("secret", "secret2"));
+  CHECK_FALSE(constant_time_equals("", "x"));
+  CHECK(constant_time_equals("", ""));
+}
