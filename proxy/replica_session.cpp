@@ -1,6 +1,7 @@
 #include "proxy/replica_session.h"
 
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -95,7 +96,14 @@ void ReplicaSession::on_poll(uv_poll_t* handle, int status, int events) {
   auto* self = static_cast<ReplicaSession*>(handle->data);
   if (self->closing_) return;
   if (status < 0) {
-    self->close(std::string("socket error: ") + uv_strerror(status));
+    // libuv reports any socket error as EBADF; the socket knows the real one.
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
+      self->close(std::string("socket error: ") + strerror(err));
+    } else {
+      self->close(std::string("socket error: ") + uv_strerror(status));
+    }
     return;
   }
   if (events & UV_WRITABLE) self->pump();
