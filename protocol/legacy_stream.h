@@ -48,25 +48,59 @@ class LegacyStream {
   const std::string& error() const { return error_; }
   // Commands delivered to the stream so far (PINGs excluded).
   uint64_t commands() const { return commands_; }
-  // Upstream bytes consumed so far.
+  // Upstream bytes consumed so far; after an error, the position of the error.
   uint64_t bytes_in() const { return bytes_in_; }
-  // True when no partial command is pending (a PING may be inserted now).
+  // True when no partial command is pending (a PING may be inserted now):
+  // false only while a large command is being passed through in pieces.
   bool at_boundary() const;
 
  private:
-  // Implementation state is private to legacy_stream.cpp's design.
+  // Complete commands are found in the fed bytes themselves (the fast path);
+  // only a command cut by the end of a feed goes through the incremental
+  // parser below, which holds, passes through or drops its bytes.
+  enum class Scan { kOk, kIncomplete, kError };
+  enum class Kind { kCommand, kPing, kEmpty };
+  size_t scan_commands(std::string_view in, size_t pos, StreamSink& sink);
+  Scan scan_multibulk(std::string_view in, size_t start, size_t& end, Kind& kind);
+  Scan read_length_line(std::string_view in, size_t& pos, bool count_line, int64_t& value);
+  bool parse_length_line(std::string_view line, bool count_line, int64_t& value, uint64_t at);
+  bool handle_inline(std::string_view line, uint64_t at, StreamSink& sink);
+
+  void begin_command(char first, size_t pos);
+  size_t continue_command(std::string_view in, size_t pos, StreamSink& sink);
+  bool end_length_line();
+  void take(std::string_view in, size_t from, size_t n, StreamSink& sink);
+  void finish_command(std::string_view in, size_t pos, StreamSink& sink);
+  bool fail(uint64_t at, const std::string& what);
+
   StreamLimits limits_;
   std::string error_;
   uint64_t commands_ = 0;
-  uint64_t bytes_in_ = 0;
-  std::string held_;      // bytes of an incomplete command not yet delivered
-  std::string scratch_;   // re-encoding buffer for inline commands
-  // Pass-through state for a command larger than one feed.
-  enum class State { kIdle, kPassThrough, kSkip, kFailed } state_ = State::kIdle;
-  uint64_t args_left_ = 0;     // arguments still to come in the current command
-  uint64_t bulk_left_ = 0;     // payload bytes (+2 for CRLF) left in the current argument
-  bool in_bulk_ = false;       // inside an argument's payload
-  std::string header_;         // partial "$len\r\n" line in pass-through
+  uint64_t bytes_in_ = 0;  // upstream bytes before the current feed
+
+  // What happens to the bytes of a command cut by the end of a feed.
+  enum class Mode {
+    kIdle,         // no such command
+    kHold,         // copied to held_: the command is small so far, or its name is not known yet
+    kPassThrough,  // delivered as they come, at_boundary=false until the command ends
+    kSkip,         // dropped: an upstream PING
+    kFailed,       // a protocol error: no more input until reset()
+  } mode_ = Mode::kIdle;
+  // Where the incremental parser is inside that command.
+  enum class Step { kCountLine, kBulkLine, kBulkData, kBulkCr, kBulkLf, kInline } step_ = Step::kCountLine;
+  std::string held_;            // held bytes of the command (inline: the line so far)
+  std::string line_;            // the "*<count>" or "$<len>" line read so far
+  uint64_t line_start_ = 0;     // stream position of that line (or of the inline line)
+  uint64_t args_left_ = 0;      // arguments still to come, the current one included
+  uint64_t bulk_left_ = 0;      // payload bytes left in the current argument
+  bool first_arg_ = false;      // reading the command name
+  bool name_known_ = false;     // the name is read and is not PING
+  std::string name_;            // the name while it may still be "ping"
+  size_t piece_ = 0;            // in kPassThrough: start of this feed's bytes not yet delivered
+  bool passed_partial_ = false; // part of the current command was delivered
+
+  std::string scratch_;                    // re-encoding buffer for inline commands
+  std::vector<std::string> inline_args_;
 };
 
 }  // namespace psync::protocol

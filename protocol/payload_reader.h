@@ -58,13 +58,21 @@ class PayloadReader {
   std::optional<uint64_t> payload_size() const { return payload_size_; }
 
  private:
+  Status read_line(std::string_view bytes, size_t& pos, PayloadSink& sink);
+  Status handle_line(std::string_view line, PayloadSink& sink);
+  Status read_sized(std::string_view bytes, size_t& pos, PayloadSink& sink);
+  Status read_eof_marked(std::string_view bytes, size_t& pos, PayloadSink& sink);
+  Status finish(Status status);
+  Status fail(std::string message);
+
   enum class State { kLine, kSized, kEofMarked, kFinished } state_ = State::kLine;
-  std::string line_;
+  Status finished_ = Status::kNeedMore;  // what feed() returns once kFinished
+  std::string line_;       // the line read so far, CR and LF included
   std::string error_;
   bool error_is_reply_ = false;
   std::string continue_line_;
   std::string mark_;       // the 40-byte $EOF: mark
-  std::string tail_;       // last bytes held back in $EOF mode (may be the mark)
+  std::string tail_;       // last bytes held back in $EOF mode (under 40: may start the mark)
   uint64_t payload_bytes_ = 0;
   uint64_t left_ = 0;
   std::optional<uint64_t> payload_size_;

@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace psync::protocol {
@@ -47,8 +49,15 @@ class RequestParser {
 
   RequestLimits limits_;
   std::string buf_;
-  size_t pos_ = 0;
+  size_t pos_ = 0;      // start of the first request not yet returned
   std::string error_;
+
+  // Progress inside the request at pos_, so that a request arriving in many
+  // small pieces is not parsed again from its start on every call.
+  size_t cursor_ = 0;             // offset from pos_ of the next byte to parse
+  int64_t multibulk_left_ = 0;    // bulk arguments still to read (0: count line not read)
+  int64_t bulk_len_ = -1;         // length of the argument being read (-1: "$len" line not read)
+  std::vector<std::pair<size_t, size_t>> arg_spans_;  // arguments read: offset from pos_, length
 };
 
 // Splits an inline command line the way Redis does (sdssplitargs): spaces
