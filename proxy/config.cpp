@@ -7,6 +7,15 @@
 
 namespace psync::proxy {
 
+const char* upstream_mode_name(UpstreamMode m) {
+  switch (m) {
+    case UpstreamMode::kAuto: return "auto";
+    case UpstreamMode::kSync: return "sync";
+    case UpstreamMode::kPsync: return "psync";
+  }
+  return "?";
+}
+
 std::string HostPort::str() const {
   if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
   return host + ":" + std::to_string(port);
@@ -67,6 +76,21 @@ ParseResult parse_args(int argc, char** argv) {
                  "(units: kb, mb, gb)")
       ->capture_default_str();
   app.add_option("--requirepass", c.requirepass, "Password replicas must AUTH with");
+  app.add_option("--requireuser", c.requireuser,
+                 "User name accepted in AUTH <user> <pass> (a replica's masteruser)")
+      ->capture_default_str();
+  std::string upstream_mode = "auto", protected_mode = "yes";
+  app.add_option("--upstream-mode", upstream_mode,
+                 "auto (PSYNC where the master has it, else SYNC), sync or psync")
+      ->capture_default_str();
+  app.add_option("--protected-mode", protected_mode,
+                 "yes: with no --requirepass and a non-loopback --bind, refuse non-loopback clients")
+      ->capture_default_str();
+  app.add_option("--max-clients", c.max_clients, "Most replica-port connections at once")
+      ->capture_default_str();
+  app.add_option("--handshake-timeout", c.handshake_timeout_s,
+                 "Seconds a client may take to become a replica before it is closed")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
   app.add_option("--upstream-timeout", c.upstream_timeout_s,
                  "Seconds without a byte from the upstream before the link counts as lost")
@@ -118,6 +142,25 @@ ParseResult parse_args(int argc, char** argv) {
   if (c.dir.empty()) return fail("--dir: must not be empty");
   if (!(c.upstream_timeout_s > 0)) return fail("--upstream-timeout: must be > 0");
   if (!c.masteruser.empty() && c.masterauth.empty()) return fail("--masteruser needs --masterauth");
+  if (upstream_mode == "auto") {
+    c.upstream_mode = UpstreamMode::kAuto;
+  } else if (upstream_mode == "sync") {
+    c.upstream_mode = UpstreamMode::kSync;
+  } else if (upstream_mode == "psync") {
+    c.upstream_mode = UpstreamMode::kPsync;
+  } else {
+    return fail("--upstream-mode: expected auto, sync or psync, got '" + upstream_mode + "'");
+  }
+  if (protected_mode == "yes") {
+    c.protected_mode = true;
+  } else if (protected_mode == "no") {
+    c.protected_mode = false;
+  } else {
+    return fail("--protected-mode: expected yes or no, got '" + protected_mode + "'");
+  }
+  if (c.max_clients == 0) return fail("--max-clients: must be at least 1");
+  if (!(c.handshake_timeout_s > 0)) return fail("--handshake-timeout: must be > 0");
+  if (c.requireuser.empty()) return fail("--requireuser: must not be empty");
   return r;
 }
 

@@ -15,6 +15,9 @@ struct HostPort {
   std::string str() const;  // "host:port", "[v6]:port"
 };
 
+enum class UpstreamMode { kAuto, kSync, kPsync };
+const char* upstream_mode_name(UpstreamMode m);
+
 struct Config {
   HostPort upstream;
   bool has_upstream = false;
@@ -27,6 +30,11 @@ struct Config {
   std::string dir = "./psync-data";
   uint64_t backlog_size = 256ull << 20;
   std::string requirepass;
+  std::string requireuser = "default";  // user name accepted in AUTH <user> <pass>
+  UpstreamMode upstream_mode = UpstreamMode::kAuto;
+  bool protected_mode = true;
+  size_t max_clients = 1000;
+  double handshake_timeout_s = 60;  // a client that is not a replica by then is closed
   LogLevel log_level = LogLevel::kInfo;
   double upstream_timeout_s = 60;  // no byte from the upstream for this long: link lost
   double ping_period_s = 10;       // the proxy's own PING in the stream

@@ -12,7 +12,6 @@ namespace psync::proxy {
 
 namespace {
 
-constexpr size_t kMaxRequest = 8 * 1024;
 constexpr uint64_t kRequestTimeoutMs = 5'000;
 
 std::string http_response(int code, const char* reason, const std::string& content_type,
@@ -34,16 +33,13 @@ std::string json_error(int code, const char* reason, const std::string& message,
 struct Connection {
   uv_tcp_t tcp;
   uv_timer_t timer;
-  http_parser parser;
-  http_parser_settings settings;
   Proxy* proxy;
-  std::string url;
-  size_t received = 0;
+  std::string received;
   bool answered = false;
   int open_handles = 2;
 
   static void on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
-    static char scratch[4096];  // the loop is single-threaded; parsed at once
+    static char scratch[4096];  // the loop is single-threaded; copied at once
     *buf = uv_buf_init(scratch, sizeof scratch);
   }
 
@@ -54,31 +50,17 @@ struct Connection {
       c->close();
       return;
     }
-    c->received += static_cast<size_t>(n);
-    if (c->received > kMaxRequest) {
+    c->received.append(buf->base, static_cast<size_t>(n));
+    if (c->received.size() > kMaxHttpRequest) {
       c->answer(json_error(431, "Request Header Fields Too Large", "request too large", false));
       return;
     }
-    size_t used = http_parser_execute(&c->parser, &c->settings, buf->base, static_cast<size_t>(n));
-    if (c->answered) return;
-    if (c->parser.http_errno != HPE_OK || used != static_cast<size_t>(n)) {
-      c->answer(json_error(400, "Bad Request",
-                           std::string("bad HTTP request: ") +
-                               http_errno_description(static_cast<http_errno>(c->parser.http_errno)),
-                           false));
+    HttpRequest req = parse_http_request(c->received);
+    if (!req.error.empty()) {
+      c->answer(json_error(400, "Bad Request", "bad HTTP request: " + req.error, false));
+    } else if (req.complete) {
+      c->answer(StatusServer::respond(c->proxy, req.method, req.url));
     }
-  }
-
-  static int on_url(http_parser* p, const char* at, size_t len) {
-    auto* c = static_cast<Connection*>(p->data);
-    c->url.append(at, len);
-    return 0;
-  }
-
-  static int on_headers_complete(http_parser* p) {
-    auto* c = static_cast<Connection*>(p->data);
-    c->answer(StatusServer::respond(c->proxy, http_method_str(static_cast<http_method>(p->method)), c->url));
-    return 1;  // no body expected
   }
 
   void answer(std::string response) {
@@ -113,6 +95,11 @@ struct Connection {
     auto* c = static_cast<Connection*>(h->data);
     if (--c->open_handles == 0) delete c;
   }
+};
+
+struct ParseState {
+  HttpRequest* req;
+  bool headers_done = false;
 };
 
 }  // namespace
@@ -158,14 +145,37 @@ void StatusServer::on_connection(uv_stream_t* server, int status) {
     c->close();
     return;
   }
-  http_parser_init(&c->parser, HTTP_REQUEST);
-  c->parser.data = c;
-  http_parser_settings_init(&c->settings);
-  c->settings.on_url = Connection::on_url;
-  c->settings.on_headers_complete = Connection::on_headers_complete;
   uv_timer_start(&c->timer, [](uv_timer_t* t) { static_cast<Connection*>(t->data)->close(); },
                  kRequestTimeoutMs, 0);
   uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), Connection::on_alloc, Connection::on_read);
+}
+
+HttpRequest parse_http_request(std::string_view bytes) {
+  HttpRequest req;
+  ParseState st{&req};
+  http_parser parser;
+  http_parser_init(&parser, HTTP_REQUEST);
+  parser.data = &st;
+  http_parser_settings settings;
+  http_parser_settings_init(&settings);
+  settings.on_url = [](http_parser* p, const char* at, size_t len) {
+    static_cast<ParseState*>(p->data)->req->url.append(at, len);
+    return 0;
+  };
+  settings.on_headers_complete = [](http_parser* p) {
+    auto* st = static_cast<ParseState*>(p->data);
+    st->headers_done = true;
+    st->req->method = http_method_str(static_cast<http_method>(p->method));
+    return 1;  // no body is read
+  };
+  size_t used = http_parser_execute(&parser, &settings, bytes.data(), bytes.size());
+  if (st.headers_done) {
+    req.complete = true;
+  } else if (parser.http_errno != HPE_OK || used != bytes.size()) {
+    req.error = http_errno_description(static_cast<http_errno>(parser.http_errno));
+    req.url.clear();
+  }
+  return req;
 }
 
 std::string StatusServer::respond(Proxy* proxy, const std::string& method, const std::string& url) {

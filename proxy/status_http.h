@@ -5,10 +5,22 @@
 #include <uv.h>
 
 #include <string>
+#include <string_view>
 
 namespace psync::proxy {
 
 class Proxy;
+
+// One HTTP request read from the bytes received so far (pure: unit tested
+// and fuzzed). The endpoint answers once `complete` or `error` is set.
+struct HttpRequest {
+  bool complete = false;  // the request line and headers are all there
+  std::string error;      // the bytes are not an HTTP request (answer 400)
+  std::string method;
+  std::string url;
+};
+constexpr size_t kMaxHttpRequest = 8 * 1024;  // larger: 431
+HttpRequest parse_http_request(std::string_view bytes);
 
 class StatusServer {
  public:

@@ -93,3 +93,21 @@ TEST_CASE("password comparison") {
   CHECK_FALSE(constant_time_equals("", "x"));
   CHECK(constant_time_equals("", ""));
 }
+
+TEST_CASE("status endpoint: HTTP request reading") {
+  auto r = parse_http_request("GET /status HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(r.complete);
+  CHECK(r.error.empty());
+  CHECK(r.method == "GET");
+  CHECK(r.url == "/status");
+  auto partial = parse_http_request("GET /status HTTP/1.1\r\nHost:");
+  CHECK_FALSE(partial.complete);
+  CHECK(partial.error.empty());
+  auto bad = parse_http_request("GARBAGE\r\n\r\n");
+  CHECK_FALSE(bad.complete);
+  CHECK_FALSE(bad.error.empty());
+  auto head = parse_http_request("HEAD /healthz?x=1 HTTP/1.0\r\n\r\n");
+  CHECK(head.complete);
+  CHECK(head.method == "HEAD");
+  CHECK(StatusServer::respond(nullptr, head.method, head.url).find("ok\n") == std::string::npos);
+}
