@@ -70,6 +70,10 @@ void LegacyStream::reset() { *this = LegacyStream(limits_); }
 
 bool LegacyStream::at_boundary() const { return !passed_partial_; }
 
+uint64_t LegacyStream::boundary_bytes_in() const {
+  return mode_ == Mode::kIdle ? bytes_in_ : command_start_;
+}
+
 bool LegacyStream::feed(std::string_view bytes, StreamSink& sink) {
   if (mode_ == Mode::kFailed) return false;
   size_t pos = 0;
@@ -264,6 +268,7 @@ void LegacyStream::begin_command(char first, size_t pos) {
   mode_ = Mode::kHold;
   step_ = first == '*' ? Step::kCountLine : Step::kInline;
   line_start_ = bytes_in_ + pos;
+  command_start_ = line_start_;
   held_.clear();
   line_.clear();
   first_arg_ = false;

@@ -53,6 +53,10 @@ class LegacyStream {
   // True when no partial command is pending (a PING may be inserted now):
   // false only while a large command is being passed through in pieces.
   bool at_boundary() const;
+  // Upstream bytes consumed up to the end of the last whole command (or
+  // dropped PING / keepalive): where a resumed link (PSYNC) must start again
+  // once the unfinished command after it is thrown away.
+  uint64_t boundary_bytes_in() const;
 
  private:
   // Complete commands are found in the fed bytes themselves (the fast path);
@@ -77,6 +81,7 @@ class LegacyStream {
   std::string error_;
   uint64_t commands_ = 0;
   uint64_t bytes_in_ = 0;  // upstream bytes before the current feed
+  uint64_t command_start_ = 0;  // upstream position of the command being held or passed through
 
   // What happens to the bytes of a command cut by the end of a feed.
   enum class Mode {

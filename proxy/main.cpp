@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
   if (parsed.exit) return parsed.exit_code;
   set_log_level(parsed.config.log_level);
   std::signal(SIGPIPE, SIG_IGN);
+  // A file grown past RLIMIT_FSIZE is a write error (EFBIG), handled like a
+  // full disk, not a reason to die.
+  std::signal(SIGXFSZ, SIG_IGN);
 
   uv_loop_t* loop = uv_default_loop();
   int rc = 0;

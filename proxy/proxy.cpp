@@ -232,11 +232,36 @@ void Proxy::accept_replicas() {
     int port = 0;
     peer_of(ss, ip, port);
     counters_.connections_received++;
+    if (protected_mode_refuses(config_, ip)) {
+      refuse(fd, ip, port,
+             "-DENIED psync-proxy is running in protected mode: it listens on a non-loopback "
+             "address (--bind " + config_.bind + ") with no password, so it only accepts "
+             "connections from loopback. To fix it, either set a password with --requirepass "
+             "(and masterauth on the replicas), or --bind to a loopback address, or, if you are "
+             "sure the port is not reachable by strangers, start with --protected-mode no.\r\n",
+             "protected mode");
+      continue;
+    }
+    if (sessions_.size() >= config_.max_clients) {
+      refuse(fd, ip, port, "-ERR max number of clients reached\r\n",
+             "--max-clients " + std::to_string(config_.max_clients) + " reached");
+      continue;
+    }
     sessions_.push_back(std::make_unique<ReplicaSession>(*this, next_session_id_++, fd, ip, port));
     ReplicaSession* s = sessions_.back().get();
     LOG_DEBUG("replica", "connection from %s", s->address().c_str());
     if (!s->start()) s->close("cannot watch the socket");
   }
+}
+
+void Proxy::refuse(int fd, const std::string& ip, int port, const std::string& reply,
+                   const std::string& why) {
+  counters_.rejected_connections++;
+  LOG_WARN("replica", "refused connection from %s:%d: %s", ip.c_str(), port, why.c_str());
+  // Best effort: a fresh socket's buffer takes a short reply at once.
+  ssize_t n = ::write(fd, reply.data(), reply.size());
+  (void)n;
+  ::close(fd);
 }
 
 void Proxy::session_closed(ReplicaSession* session) {
@@ -246,6 +271,19 @@ void Proxy::session_closed(ReplicaSession* session) {
       return;
     }
   }
+}
+
+bool is_loopback_ip(std::string_view ip) {
+  if (ip == "::1") return true;
+  if (ip.rfind("::ffff:", 0) == 0) ip.remove_prefix(7);
+  in_addr a{};
+  std::string s(ip);
+  return inet_pton(AF_INET, s.c_str(), &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+bool protected_mode_refuses(const Config& config, std::string_view peer_ip) {
+  return config.protected_mode && config.requirepass.empty() && !is_loopback_ip(config.bind) &&
+         !is_loopback_ip(peer_ip);
 }
 
 bool constant_time_equals(std::string_view a, std::string_view b) {
@@ -276,11 +314,26 @@ bool Proxy::can_continue(std::string_view replid, uint64_t offset) const {
   return snapshot_ && replid == replid_ && offset >= psync_floor() && offset <= visible_end_ + 1;
 }
 
+void Proxy::storage_failed(const std::string& what) {
+  storage_error_ = what;
+  storage_error_unix_ = time(nullptr);
+  if (!storage_failing_) {
+    LOG_ERROR("storage", "%s (replicas online go on being served from what is on disk)", what.c_str());
+  }
+  storage_failing_ = true;
+}
+
+void Proxy::storage_ok() {
+  if (storage_failing_) LOG_INFO("storage", "writes to %s succeed again", config_.dir.c_str());
+  storage_failing_ = false;
+}
+
 bool Proxy::append_stream(std::string_view bytes, bool at_boundary) {
   try {
     log_.append(bytes);
+    if (storage_failing_) storage_ok();
   } catch (const std::exception& e) {
-    LOG_ERROR(kComponent, "cannot append to the replication log: %s", e.what());
+    storage_failed(std::string("cannot append to the replication log: ") + e.what());
     return false;
   }
   if (at_boundary && visible_end_ != log_.last_offset()) {
@@ -353,7 +406,17 @@ void Proxy::on_keepalive_timer(uv_timer_t* t) {
   auto* self = static_cast<Proxy*>(t->data);
   std::vector<ReplicaSession*> all;
   for (auto& s : self->sessions_) all.push_back(s.get());
-  for (auto* s : all) s->on_second();
+  auto timeout_ms = static_cast<uint64_t>(self->config_.handshake_timeout_s * 1000);
+  uint64_t now = now_ms();
+  for (auto* s : all) {
+    if (!s->replicating() && now - s->created_ms() > timeout_ms) {
+      LOG_WARN("replica", "client %s did not start replicating within %.0f s: closing",
+               s->address().c_str(), self->config_.handshake_timeout_s);
+      s->close("handshake timeout");
+      continue;
+    }
+    s->on_second();
+  }
 }
 
 // ---------------------------------------------------------------- INFO / ROLE
@@ -467,11 +530,19 @@ std::string Proxy::status_json() const {
                    {"rdb_bytes_expected", expected ? json(*expected) : json(nullptr)},
                    {"stream_bytes", up.stream_bytes()},
                    {"commands", up.commands()},
-                   {"seconds_since_last_byte", seconds_or_null(up.seconds_since_last_byte())}};
+                   {"seconds_since_last_byte", seconds_or_null(up.seconds_since_last_byte())},
+                   {"mode", Upstream::mode_name(up.mode())},
+                   {"version", up.master_version()},
+                   {"replid", up.master_replid()},
+                   {"offset", up.mode() == Upstream::Mode::kPsync ? json(up.master_offset()) : json(nullptr)}};
   j["log"] = {{"first_offset", log_.first_offset()},
               {"last_offset", log_.last_offset()},
               {"bytes_on_disk", log_.bytes_on_disk()},
               {"segments", log_.segment_count()}};
+  j["storage"] = {{"dir", config_.dir},
+                  {"ok", !storage_failing_},
+                  {"last_error", storage_error_},
+                  {"last_error_unix", storage_error_unix_ ? json(storage_error_unix_) : json(nullptr)}};
   if (snapshot_) {
     auto age = static_cast<double>(time(nullptr) - snapshot_->created_unix());
     j["snapshot"] = {{"offset", snapshot_->offset()},
@@ -507,6 +578,7 @@ std::string Proxy::status_json() const {
   j["counters"] = {{"sync_full", counters_.sync_full},
                    {"sync_partial_ok", counters_.sync_partial_ok},
                    {"sync_partial_err", counters_.sync_partial_err},
+                   {"upstream_partial_resyncs", up.partial_resyncs()},
                    {"connections_received", counters_.connections_received},
                    {"rejected_connections", counters_.rejected_connections}};
   return j.dump(2) + "\n";

@@ -80,6 +80,13 @@ class Proxy {
   uint64_t lineage_switch_offset() const { return log_.last_offset(); }
   Upstream& upstream() { return *upstream_; }
 
+  // ----- Storage -----
+  // A write to --dir failed (snapshot or log): remembered for /status; one
+  // log line per change from healthy to failing.
+  void storage_failed(const std::string& what);
+  void storage_ok();
+  const std::string& storage_error() const { return storage_error_; }
+
   // ----- Replica sessions -----
   void session_closed(ReplicaSession* session);
   const std::list<std::unique_ptr<ReplicaSession>>& sessions() const { return sessions_; }
@@ -96,6 +103,7 @@ class Proxy {
   static void on_ping_timer(uv_timer_t* t);
   static void on_keepalive_timer(uv_timer_t* t);
   void accept_replicas();
+  void refuse(int fd, const std::string& ip, int port, const std::string& reply, const std::string& why);
   void notify_sessions();
   void append_own_ping();
 
@@ -120,9 +128,18 @@ class Proxy {
   bool listening_ = false;
   uv_timer_t ping_timer_{};
   uv_timer_t keepalive_timer_{};
+  std::string storage_error_;
+  int64_t storage_error_unix_ = 0;
+  bool storage_failing_ = false;
   bool timers_started_ = false;
   bool stopping_ = false;
 };
+
+// 127.0.0.0/8, ::1 and ::ffff:127.x.x.x.
+bool is_loopback_ip(std::string_view ip);
+// Protected mode, as Redis does it: no password, a non-loopback bind, and a
+// client that is not on loopback.
+bool protected_mode_refuses(const Config& config, std::string_view peer_ip);
 
 // Equality that takes the same time whatever the strings hold.
 bool constant_time_equals(std::string_view a, std::string_view b);

@@ -45,7 +45,7 @@ const char* ReplicaSession::sync_name(SyncKind k) {
 }
 
 ReplicaSession::ReplicaSession(Proxy& proxy, uint64_t id, int fd, std::string ip, int port)
-    : proxy_(proxy), id_(id), fd_(fd), ip_(std::move(ip)), port_(port) {}
+    : proxy_(proxy), id_(id), fd_(fd), ip_(std::move(ip)), port_(port), created_ms_(now_ms()) {}
 
 ReplicaSession::~ReplicaSession() {
   if (fd_ >= 0) ::close(fd_);

@@ -49,6 +49,7 @@ class ReplicaSession {
   void on_second();
 
   uint64_t id() const { return id_; }
+  uint64_t created_ms() const { return created_ms_; }
   State state() const { return state_; }
   SyncKind sync_kind() const { return sync_kind_; }
   bool closing() const { return closing_; }
@@ -89,6 +90,7 @@ class ReplicaSession {
   int fd_;
   std::string ip_;
   int port_;
+  uint64_t created_ms_;
   uv_poll_t poll_{};
   bool poll_started_ = false;
   int poll_events_ = 0;

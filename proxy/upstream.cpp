@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "protocol/numbers.h"
 #include "proxy/log.h"
 #include "proxy/proxy.h"
 
@@ -49,17 +50,31 @@ const char* Upstream::state_name(State s) {
   return "?";
 }
 
+const char* Upstream::mode_name(Mode m) {
+  switch (m) {
+    case Mode::kUnknown: return "";
+    case Mode::kSync: return "sync";
+    case Mode::kPsync: return "psync";
+  }
+  return "?";
+}
+
+uint64_t Upstream::master_offset() const { return master_base_ + stream_.boundary_bytes_in(); }
+
 Upstream::Upstream(Proxy& proxy) : proxy_(proxy), read_buf_(kReadBuffer) {
   uv_timer_init(proxy_.loop(), &retry_timer_);
   retry_timer_.data = this;
   uv_timer_init(proxy_.loop(), &watchdog_);
   watchdog_.data = this;
+  uv_timer_init(proxy_.loop(), &ack_timer_);
+  ack_timer_.data = this;
 }
 
 Upstream::~Upstream() = default;
 
 void Upstream::start() {
   uv_timer_start(&watchdog_, on_watchdog, 1000, 1000);
+  uv_timer_start(&ack_timer_, on_ack_timer, 1000, 1000);
   connect();
 }
 
@@ -75,6 +90,7 @@ void Upstream::stop() {
   if (writer_) writer_->abort();
   uv_close(reinterpret_cast<uv_handle_t*>(&retry_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&watchdog_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&ack_timer_), nullptr);
 }
 
 uint64_t Upstream::rdb_bytes_received() const { return payload_.payload_bytes(); }
@@ -148,18 +164,25 @@ void Upstream::on_connected(uv_connect_t* req, int status) {
   self->state_ = State::kHandshake;
   self->last_byte_ms_ = now_ms();
   self->line_.clear();
+  self->bulk_left_ = -1;
   self->handshake_.clear();
   self->handshake_step_ = 0;
   const Config& c = self->proxy_.config();
   if (!c.masterauth.empty()) {
     std::string auth = "AUTH ";
     if (!c.masteruser.empty()) auth += c.masteruser + " ";
-    self->handshake_.push_back(auth + c.masterauth + "\r\n");
+    self->handshake_.emplace_back(Step::kAuth, auth + c.masterauth + "\r\n");
   }
+  // The master's version for /status; a master that refuses INFO is fine.
+  self->handshake_.emplace_back(Step::kInfo, "INFO server\r\n");
   // Lets the master list the proxy under its own port. 2.4 does not know
-  // REPLCONF; the error reply is harmless there. No capa: the $EOF form would
-  // hold the stream back until an ACK a SYNC replica never sends.
-  self->handshake_.push_back("REPLCONF listening-port " + std::to_string(c.port) + "\r\n");
+  // REPLCONF; the error reply is harmless there. No "capa eof": the $EOF form
+  // would hold the stream back until an ACK a SYNC replica never sends.
+  self->handshake_.emplace_back(Step::kReplconf,
+                                "REPLCONF listening-port " + std::to_string(c.port) + "\r\n");
+  if (c.upstream_mode != UpstreamMode::kSync) {
+    self->handshake_.emplace_back(Step::kReplconf, "REPLCONF capa psync2\r\n");
+  }
   uv_read_start(reinterpret_cast<uv_stream_t*>(self->tcp_), on_alloc, on_read);
   self->send_next_handshake_step();
 }
@@ -184,15 +207,35 @@ void Upstream::on_write(uv_write_t* req, int /*status*/) {
 
 void Upstream::send_next_handshake_step() {
   if (handshake_step_ < handshake_.size()) {
-    send(handshake_[handshake_step_]);
+    send(handshake_[handshake_step_].second);
     return;
   }
+  send_sync_request();
+}
+
+void Upstream::send_sync_request() {
   state_ = State::kWaitingPayload;
   payload_.reset();
   payload_failed_ = false;
   write_error_.clear();
-  LOG_INFO(kComponent, "sent SYNC; waiting for the master's RDB");
-  send("SYNC\r\n");
+  pending_replid_.clear();
+  if (proxy_.config().upstream_mode == UpstreamMode::kSync) {
+    psync_sent_ = false;
+    LOG_INFO(kComponent, "sent SYNC; waiting for the master's RDB");
+    send("SYNC\r\n");
+    return;
+  }
+  psync_sent_ = true;
+  std::string request;
+  if (master_replid_.empty()) {
+    request = "PSYNC ? -1\r\n";
+    LOG_INFO(kComponent, "sent PSYNC ? -1 (full resync)");
+  } else {
+    std::string off = std::to_string(master_offset() + 1);
+    request = "PSYNC " + master_replid_ + " " + off + "\r\n";
+    LOG_INFO(kComponent, "sent PSYNC %s %s (asking to resume)", master_replid_.c_str(), off.c_str());
+  }
+  send(request);
 }
 
 void Upstream::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
@@ -222,6 +265,20 @@ void Upstream::handle_bytes(const char* data, size_t len) {
   while (!in.empty() && tcp_) {
     switch (state_) {
       case State::kHandshake: {
+        if (bulk_left_ >= 0) {  // inside a bulk reply (INFO)
+          size_t take = std::min(in.size(), static_cast<size_t>(bulk_left_));
+          bulk_.append(in.substr(0, take));
+          in.remove_prefix(take);
+          bulk_left_ -= static_cast<int64_t>(take);
+          if (bulk_left_ == 0) {
+            bulk_left_ = -1;
+            std::string body = std::move(bulk_);
+            bulk_.clear();
+            if (body.size() >= 2) body.resize(body.size() - 2);  // CRLF
+            handle_handshake_reply('$', body);
+          }
+          continue;
+        }
         size_t nl = in.find('\n');
         if (nl == std::string_view::npos) {
           line_.append(in);
@@ -231,10 +288,24 @@ void Upstream::handle_bytes(const char* data, size_t len) {
         line_.append(in.substr(0, nl));
         in.remove_prefix(nl + 1);
         if (!line_.empty() && line_.back() == '\r') line_.pop_back();
-        std::string line = std::move(line_);
-        line_.clear();
+        std::string line;
+        line.swap(line_);
         if (line.empty()) continue;  // keepalive
-        handle_handshake_line(line);
+        if (line.front() == '$') {
+          auto len = protocol::parse_i64(std::string_view(line).substr(1));
+          if (!len || *len < -1 || *len > (64 << 20)) {
+            fail("bad handshake reply: " + line.substr(0, 100));
+            return;
+          }
+          if (*len == -1) {
+            handle_handshake_reply('$', "");
+          } else {
+            bulk_left_ = *len + 2;
+            bulk_.clear();
+          }
+          continue;
+        }
+        handle_handshake_reply(line.front(), line.substr(1));
         continue;
       }
       case State::kWaitingPayload:
@@ -243,30 +314,21 @@ void Upstream::handle_bytes(const char* data, size_t len) {
         auto st = payload_.feed(in, consumed, *this);
         in.remove_prefix(consumed);
         if (payload_failed_) {
-          fail("cannot write the snapshot to " + proxy_.config().dir + ": " + write_error_);
+          std::string what = "cannot write the snapshot to " + proxy_.config().dir + ": " + write_error_;
+          proxy_.storage_failed(what);
+          fail(what);
           return;
         }
-        switch (st) {
-          case protocol::PayloadReader::Status::kNeedMore:
-            return;
-          case protocol::PayloadReader::Status::kDone:
-            finish_transfer(in);
-            return;
-          case protocol::PayloadReader::Status::kContinue:
-            fail("the master answered SYNC with +" + payload_.continue_line());
-            return;
-          case protocol::PayloadReader::Status::kError:
-            if (payload_.error_is_reply()) {
-              fail("the master refused SYNC: " + payload_.error());
-            } else {
-              fail("bad reply to SYNC: " + payload_.error());
-            }
-            return;
+        if (st == protocol::PayloadReader::Status::kDone) {
+          finish_transfer(in);
+          return;
         }
-        return;
+        if (!handle_payload_result(st)) return;
+        continue;  // fell back to SYNC, or resumed: the rest is read anew
       }
       case State::kStreaming: {
         if (!stream_.feed(in, *this)) {
+          master_replid_.clear();  // the same bytes would come again: resync in full
           fail("the master sent bytes that are not RESP: " + stream_.error());
           return;
         }
@@ -282,25 +344,129 @@ void Upstream::handle_bytes(const char* data, size_t len) {
   }
 }
 
-void Upstream::handle_handshake_line(const std::string& line) {
-  const std::string& sent = handshake_[handshake_step_];
-  bool is_auth = sent.rfind("AUTH ", 0) == 0;
-  if (line[0] == '-') {
-    if (is_auth) {
-      fail("the master refused AUTH: " + line.substr(1));
+void Upstream::handle_handshake_reply(char type, const std::string& body) {
+  const auto& [step, sent] = handshake_[handshake_step_];
+  std::string_view cmd(sent.data(), sent.size() - 2);
+  if (type == '-') {
+    if (step == Step::kAuth) {
+      fail("the master refused AUTH: " + body);
       return;
     }
-    LOG_DEBUG(kComponent, "master answered %.*s with %s (ignored)",
-              static_cast<int>(sent.size() - 2), sent.c_str(), line.c_str());
-  } else if (line[0] != '+') {
-    fail("unexpected handshake reply: " + line.substr(0, 200));
+    if (body.rfind("NOAUTH", 0) == 0) {
+      fail("the master requires a password (--masterauth): " + body);
+      return;
+    }
+    LOG_DEBUG(kComponent, "master answered %.*s with -%s (ignored)", static_cast<int>(cmd.size()),
+              cmd.data(), body.c_str());
+  } else if (type == '$' && step == Step::kInfo) {
+    master_version_.clear();
+    size_t at = body.find("redis_version:");
+    if (at != std::string::npos) {
+      at += 14;
+      size_t end = body.find_first_of("\r\n", at);
+      master_version_ = body.substr(at, std::min(end, at + 32) - at);
+      LOG_INFO(kComponent, "the master is Redis %s", master_version_.c_str());
+    }
+  } else if (type != '+' && type != ':' && type != '$') {
+    fail("unexpected handshake reply: " + std::string(1, type) + body.substr(0, 200));
     return;
   }
   ++handshake_step_;
   send_next_handshake_step();
 }
 
+bool Upstream::handle_payload_result(protocol::PayloadReader::Status st) {
+  using Status = protocol::PayloadReader::Status;
+  switch (st) {
+    case Status::kNeedMore:
+    case Status::kDone:
+      return false;
+    case Status::kContinue:
+      if (!psync_sent_) {
+        fail("the master answered SYNC with +" + payload_.continue_line());
+        return false;
+      }
+      resume_stream(payload_.continue_line());
+      return true;
+    case Status::kError: {
+      const std::string& err = payload_.error();
+      if (!payload_.error_is_reply()) {
+        fail(std::string("bad reply to ") + (psync_sent_ ? "PSYNC: " : "SYNC: ") + err);
+        return false;
+      }
+      if (!psync_sent_) {
+        fail("the master refused SYNC: " + err);
+        return false;
+      }
+      if (err.rfind("NOMASTERLINK", 0) == 0 || err.rfind("LOADING", 0) == 0) {
+        fail("the master cannot serve PSYNC now: " + err);
+        return false;
+      }
+      if (proxy_.config().upstream_mode == UpstreamMode::kPsync) {
+        fail("the master refused PSYNC (--upstream-mode psync): " + err);
+        return false;
+      }
+      // A master without PSYNC (2.6 and older): SYNC on the same link, as
+      // Redis replicas do.
+      LOG_INFO(kComponent, "the master does not take PSYNC (%s): falling back to SYNC", err.c_str());
+      master_replid_.clear();
+      payload_.reset();
+      psync_sent_ = false;
+      send("SYNC\r\n");
+      return true;
+    }
+  }
+  return false;
+}
+
+void Upstream::resume_stream(const std::string& continue_line) {
+  // "CONTINUE" (2.8) or "CONTINUE <new replid>" (4.0+, after a failover or
+  // restart of the master): the bytes from our offset follow.
+  std::string_view rest(continue_line);
+  rest.remove_prefix(std::min<size_t>(rest.size(), 8));
+  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+  uint64_t resume_from = master_offset();
+  if (!rest.empty() && rest.size() == 40) {
+    if (rest != master_replid_) {
+      LOG_INFO(kComponent, "the master's replication ID is now %.*s", 40, rest.data());
+    }
+    master_replid_.assign(rest);
+  }
+  master_base_ = resume_from;
+  stream_.reset();
+  stream_failed_ = false;
+  mode_ = Mode::kPsync;
+  state_ = State::kStreaming;
+  attempts_ = 0;
+  ++partial_resyncs_;
+  LOG_INFO(kComponent,
+           "link to %s resumed with +CONTINUE at master offset %llu: the lineage goes on, "
+           "replicas keep their place",
+           proxy_.config().upstream.str().c_str(), static_cast<unsigned long long>(resume_from + 1));
+}
+
 void Upstream::on_keepalive() { LOG_DEBUG(kComponent, "keepalive while the master prepares its RDB"); }
+
+void Upstream::on_status_line(std::string_view line) {
+  // "FULLRESYNC <replid> <offset>": the RDB that follows is the master's
+  // state at that offset.
+  if (line.rfind("FULLRESYNC ", 0) != 0) {
+    LOG_DEBUG(kComponent, "master said +%.*s", static_cast<int>(line.size()), line.data());
+    return;
+  }
+  std::string_view rest = line.substr(11);
+  size_t sp = rest.find(' ');
+  auto off = sp == std::string_view::npos ? std::nullopt : protocol::parse_u64(rest.substr(sp + 1));
+  if (off) {
+    pending_replid_.assign(rest.substr(0, sp));
+    pending_offset_ = *off;
+    LOG_INFO(kComponent, "the master starts a full resync: replid %s, offset %llu",
+             pending_replid_.c_str(), static_cast<unsigned long long>(pending_offset_));
+  } else {
+    LOG_WARN(kComponent, "cannot read +%.*s: the link will not be resumable",
+             static_cast<int>(line.size()), line.data());
+  }
+}
 
 void Upstream::on_payload_start(std::optional<uint64_t> len) {
   state_ = State::kTransfer;
@@ -361,11 +527,17 @@ void Upstream::on_commit_done(uv_work_t* req, int /*status*/) {
   self->proxy_.set_switching(false);
   if (self->stopped_) return;
   if (!c->error.empty()) {
+    self->proxy_.storage_failed("cannot store the snapshot: " + c->error);
     self->fail("cannot store the snapshot: " + c->error);
     return;
   }
   ++self->sync_count_;
   self->attempts_ = 0;
+  self->proxy_.storage_ok();
+  // A PSYNC'd transfer can be resumed later; a SYNC one cannot.
+  self->mode_ = self->psync_sent_ ? Mode::kPsync : Mode::kSync;
+  self->master_replid_ = self->psync_sent_ ? self->pending_replid_ : std::string();
+  self->master_base_ = self->psync_sent_ ? self->pending_offset_ : 0;
   self->proxy_.begin_lineage(std::move(c->snapshot));
   self->state_ = State::kStreaming;
   self->last_byte_ms_ = now_ms();
@@ -411,6 +583,16 @@ void Upstream::fail(const std::string& why) {
 void Upstream::on_closed(uv_handle_t* handle) { delete reinterpret_cast<uv_tcp_t*>(handle); }
 
 void Upstream::on_retry_timer(uv_timer_t* t) { static_cast<Upstream*>(t->data)->connect(); }
+
+void Upstream::on_ack_timer(uv_timer_t* t) {
+  auto* self = static_cast<Upstream*>(t->data);
+  // Only a master that took PSYNC expects ACKs; a 2.6 master would queue an
+  // error reply into the stream.
+  if (self->stopped_ || self->state_ != State::kStreaming || self->mode_ != Mode::kPsync) return;
+  std::string off = std::to_string(self->master_offset());
+  self->send("*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$" + std::to_string(off.size()) + "\r\n" + off +
+             "\r\n");
+}
 
 void Upstream::on_watchdog(uv_timer_t* t) {
   auto* self = static_cast<Upstream*>(t->data);

@@ -1,12 +1,18 @@
-// The upstream link: the proxy as a replica of the legacy master, with SYNC.
+// The upstream link: the proxy as a replica of its master.
 //
-//   connecting ─▶ handshake (AUTH, REPLCONF listening-port, one reply at a time)
-//       ─▶ waiting_payload (SYNC sent; "\n" keepalives) ─▶ transfer (RDB to a temp file)
-//       ─▶ streaming (commands normalized into the log)
+//   connecting ─▶ handshake (AUTH, INFO server, REPLCONF listening-port,
+//       REPLCONF capa psync2; one reply at a time)
+//       ─▶ waiting_payload (PSYNC or SYNC sent; "\n" keepalives)
+//            ├─ +CONTINUE ───────────────────────────────▶ streaming
+//            ├─ -ERR to PSYNC (auto mode) ─▶ SYNC on the same link
+//            └─ payload ─▶ transfer (RDB to a temp file) ─▶ streaming
 //   any failure ─▶ backoff (capped exponential) ─▶ connecting
 //
-// Every completed SYNC is a new lineage: its snapshot is committed (fsync,
-// rename) off the loop, then the proxy switches to it.
+// Every completed transfer is a new lineage: its snapshot is committed
+// (fsync, rename) off the loop, then the proxy switches to it. A master that
+// speaks PSYNC (2.8+) lets a lost link be resumed with +CONTINUE: the lineage
+// goes on and the replicas see only a pause. SYNC-only masters (2.6 and
+// older) cannot be resumed. ACKs go upstream only after PSYNC was accepted.
 #pragma once
 
 #include <uv.h>
@@ -38,7 +44,17 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   // Closes the link for good (shutdown).
   void stop();
 
+  enum class Mode { kUnknown, kSync, kPsync };  // what the master agreed to
+
   State state() const { return state_; }
+  Mode mode() const { return mode_; }
+  static const char* mode_name(Mode m);
+  // redis_version from the master's INFO server ("" when not allowed).
+  const std::string& master_version() const { return master_version_; }
+  // The master's replication ID and our offset in its stream (PSYNC only).
+  const std::string& master_replid() const { return master_replid_; }
+  uint64_t master_offset() const;
+  uint64_t partial_resyncs() const { return partial_resyncs_; }
   static const char* state_name(State s);
   bool link_up() const { return state_ == State::kStreaming; }
   const std::string& last_error() const { return last_error_; }
@@ -60,6 +76,7 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   static void on_closed(uv_handle_t* handle);
   static void on_retry_timer(uv_timer_t* t);
   static void on_watchdog(uv_timer_t* t);
+  static void on_ack_timer(uv_timer_t* t);
   static void on_commit_work(uv_work_t* req);
   static void on_commit_done(uv_work_t* req, int status);
 
@@ -67,7 +84,12 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   void send(std::string bytes);
   void send_next_handshake_step();
   void handle_bytes(const char* data, size_t len);
-  void handle_handshake_line(const std::string& line);
+  // One handshake reply: a status/error/integer line, or a bulk's content.
+  void handle_handshake_reply(char type, const std::string& body);
+  void send_sync_request();
+  // After the payload reader stopped: true to go on reading the same bytes.
+  bool handle_payload_result(protocol::PayloadReader::Status st);
+  void resume_stream(const std::string& continue_line);
   // Logs one line, closes the link, schedules a retry.
   void fail(const std::string& why);
   void finish_transfer(std::string_view rest);
@@ -75,6 +97,7 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
 
   // PayloadSink
   void on_keepalive() override;
+  void on_status_line(std::string_view line) override;
   void on_payload_start(std::optional<uint64_t> len) override;
   void on_payload_data(std::string_view chunk) override;
   void on_payload_end() override;
@@ -100,9 +123,22 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   uint64_t link_generation_ = 0;  // tells a stale callback from the current link's
 
   // Handshake: the commands still to send, one reply each.
-  std::vector<std::string> handshake_;
+  enum class Step { kAuth, kInfo, kReplconf };
+  std::vector<std::pair<Step, std::string>> handshake_;
   size_t handshake_step_ = 0;
   std::string line_;
+  int64_t bulk_left_ = -1;  // >= 0: reading a bulk reply's content (+CRLF)
+  std::string bulk_;
+
+  Mode mode_ = Mode::kUnknown;
+  bool psync_sent_ = false;
+  std::string master_version_;
+  std::string master_replid_;     // "" when the link cannot be resumed
+  uint64_t master_base_ = 0;      // master offset of the byte before our stream position 0
+  std::string pending_replid_;    // from +FULLRESYNC, adopted once its RDB is stored
+  uint64_t pending_offset_ = 0;
+  uint64_t partial_resyncs_ = 0;
+  uv_timer_t ack_timer_{};
 
   protocol::PayloadReader payload_;
   std::unique_ptr<backlog::SnapshotWriter> writer_;

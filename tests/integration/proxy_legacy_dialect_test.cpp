@@ -40,18 +40,30 @@ TEST_CASE("proxy: Redis 7 replicas of a scripted 2.6 master (inline select and i
     legacy.accept_client();
     const std::vector<Command> handshake = legacy.serve_until_sync();
 
-    // The proxy's handshake: REPLCONF listening-port <port>, then SYNC; no PSYNC, no capa.
+    // The proxy's handshake (--upstream-mode auto): REPLCONF listening-port <port>, at most
+    // "capa psync2" (which 2.6 refuses harmlessly), a PSYNC that 2.6 answers with -ERR, then SYNC
+    // on the same link. Never "capa eof" (it would turn the payload into the $EOF form) and never
+    // an ACK (2.6 would queue its error reply into the stream).
     bool announced_port = false;
+    size_t psyncs = 0;
     for (const auto& cmd : handshake) {
         const std::string name = upper(cmd[0]);
-        CHECK_MESSAGE(name != "PSYNC", "the proxy sent PSYNC upstream");
+        if (name == "PSYNC") {
+            ++psyncs;
+            CHECK(cmd.size() == 3);
+            CHECK(cmd[1] == "?");
+            CHECK(cmd[2] == "-1");
+        }
         if (name == "REPLCONF") {
             REQUIRE(cmd.size() >= 3);
-            CHECK_MESSAGE(upper(cmd[1]) == "LISTENING-PORT", "unexpected upstream REPLCONF " << cmd[1]);
-            if (upper(cmd[1]) == "LISTENING-PORT") announced_port |= cmd[2] == std::to_string(proxy.port());
+            const std::string opt = upper(cmd[1]);
+            CHECK_MESSAGE((opt == "LISTENING-PORT" || (opt == "CAPA" && upper(cmd[2]) == "PSYNC2")),
+                          "unexpected upstream REPLCONF " << cmd[1] << " " << cmd[2]);
+            if (opt == "LISTENING-PORT") announced_port |= cmd[2] == std::to_string(proxy.port());
         }
     }
     CHECK(announced_port);
+    CHECK(psyncs <= 1);
     CHECK(upper(handshake.back()[0]) == "SYNC");
 
     // Before its first snapshot the proxy has no lineage and turns replicas away with
@@ -62,6 +74,7 @@ TEST_CASE("proxy: Redis 7 replicas of a scripted 2.6 master (inline select and i
     CHECK(json_str(before, "/proxy/replid") == "");
     CHECK(json_at(before, "/snapshot").is_null());
     CHECK(json_int(before, "/upstream/sync_count") == 0);
+    CHECK(json_str(before, "/upstream/version") == "2.6.17");
     {
         Reply psync = RedisClient::connect(proxy.port()).command({"PSYNC", "?", "-1"});
         CHECK_MESSAGE((psync.is_error() && psync.str.rfind("NOMASTERLINK", 0) == 0),
@@ -150,6 +163,7 @@ TEST_CASE("proxy: Redis 7 replicas of a scripted 2.6 master (inline select and i
     CHECK(json_str(s, "/upstream/state") == "streaming");
     CHECK(json_at(s, "/upstream/link_up") == true);
     CHECK(json_int(s, "/upstream/sync_count") == 1);
+    CHECK(json_str(s, "/upstream/mode") == "sync");  // PSYNC was refused: the link cannot be resumed
     CHECK(json_int(s, "/upstream/rdb_bytes_received") == static_cast<int64_t>(rdb.size()));
     CHECK(json_int(s, "/upstream/rdb_bytes_expected") == static_cast<int64_t>(rdb.size()));
     CHECK(json_int(s, "/upstream/commands") > 0);

@@ -77,6 +77,10 @@ std::optional<std::string> redis26_reply(const Command& cmd) {
     if (name == "PING") return "+PONG\r\n";
     if (name == "AUTH") return "+OK\r\n";
     if (name == "SYNC") return std::nullopt;
+    if (name == "INFO") {
+        const std::string info = "# Server\r\nredis_version:2.6.17\r\nredis_git_sha1:00000000\r\nredis_mode:standalone\r\n";
+        return std::string("$").append(std::to_string(info.size())).append("\r\n").append(info).append("\r\n");
+    }
     if (name == "REPLCONF") {
         if (cmd.size() >= 2 && upper(cmd[1]) == "LISTENING-PORT") return "+OK\r\n";
         return "-ERR Unrecognized REPLCONF option: " + (cmd.size() >= 2 ? cmd[1] : std::string()) + "\r\n";

@@ -21,7 +21,8 @@ std::string multibulk(const Command& args);
 using LegacyReplier = std::function<std::optional<std::string>(const Command&)>;
 
 // Redis 2.6's answers: PING +PONG, AUTH +OK, REPLCONF listening-port +OK, other REPLCONF
-// options -ERR Unrecognized REPLCONF option, PSYNC -ERR unknown command 'PSYNC', SYNC nothing.
+// options -ERR Unrecognized REPLCONF option, PSYNC -ERR unknown command 'PSYNC', SYNC nothing,
+// INFO a bulk with redis_version:2.6.17.
 std::optional<std::string> redis26_reply(const Command& cmd);
 
 class ScriptedMaster {

@@ -497,3 +497,30 @@ TEST_CASE("legacy stream: corrupted input fails the same way for every split") {
   }
   CHECK(failures > 300);  // the corruption did produce errors
 }
+
+TEST_CASE("legacy stream: boundary_bytes_in points after the last whole command") {
+  const std::string set = mb({"SET", "k", "v"});     // whole
+  const std::string ping = "*1\r\n$4\r\nPING\r\n";   // dropped, still a boundary
+  const std::string big = mb({"SET", "big", std::string(200000, 'x')});
+  StreamLimits limits;
+  limits.max_held = 1024;
+  LegacyStream s(limits);
+  RecordingSink sink;
+  REQUIRE(s.feed(set + ping, sink));
+  CHECK(s.boundary_bytes_in() == set.size() + ping.size());
+  // Half of a small command: held, the boundary stays before it.
+  REQUIRE(s.feed(set.substr(0, 10), sink));
+  CHECK(s.boundary_bytes_in() == set.size() + ping.size());
+  REQUIRE(s.feed(set.substr(10), sink));
+  CHECK(s.boundary_bytes_in() == 2 * set.size() + ping.size());
+  // A large command passed through in pieces: the boundary stays before it
+  // until its last byte.
+  uint64_t before = s.boundary_bytes_in();
+  REQUIRE(s.feed(big.substr(0, 100000), sink));
+  CHECK_FALSE(s.at_boundary());
+  CHECK(s.boundary_bytes_in() == before);
+  REQUIRE(s.feed(big.substr(100000), sink));
+  CHECK(s.at_boundary());
+  CHECK(s.boundary_bytes_in() == before + big.size());
+  CHECK(s.boundary_bytes_in() == s.bytes_in());
+}
