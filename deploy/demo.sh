@@ -64,7 +64,7 @@ cli -p "$MASTER_PORT" -n 5 set session abc EX 3600 >/dev/null
 "$BIN" --upstream "127.0.0.1:$MASTER_PORT" --port "$PROXY_PORT" --status-port "$STATUS_PORT" \
   --dir "$WORK/proxy" "$@" 2>"$WORK/proxy.log" &
 PIDS+=($!)
-wait_for 10 "the proxy" curl -sf "http://127.0.0.1:$STATUS_PORT/healthz"
+wait_for 10 "the proxy" curl -sf "http://127.0.0.1:$STATUS_PORT/status"
 
 redis-server --port "$REPLICA_PORT" --bind 127.0.0.1 --dir "$WORK/replica" --save "" \
   --replicaof 127.0.0.1 "$PROXY_PORT" >"$WORK/replica.log" 2>&1 &

@@ -188,6 +188,11 @@ std::string StatusServer::respond(Proxy* proxy, const std::string& method, const
     return http_response(200, "OK", "application/json", proxy ? proxy->status_json() : "{}", head);
   }
   if (path == "/healthz") {
+    // Ready once there is a snapshot to serve replicas from.
+    if (proxy && !proxy->snapshot()) {
+      return http_response(503, "Service Unavailable", "text/plain",
+                           "not ready: no snapshot of the upstream yet\n", head);
+    }
     return http_response(200, "OK", "text/plain", "ok\n", head);
   }
   return json_error(404, "Not Found", "no such path; try /status or /healthz", head);

@@ -4,6 +4,7 @@
 // the same writes.
 #include <doctest/doctest.h>
 
+#include "tests/support/http.h"
 #include "tests/support/keyspace.h"
 #include "tests/support/proxy.h"
 #include "tests/support/redis_server.h"
@@ -75,6 +76,7 @@ TEST_CASE("proxy: Redis 7 replicas of a scripted 2.6 master (inline select and i
     CHECK(json_at(before, "/snapshot").is_null());
     CHECK(json_int(before, "/upstream/sync_count") == 0);
     CHECK(json_str(before, "/upstream/version") == "2.6.17");
+    CHECK(http_get(proxy.status_port(), "/healthz").status == 503);  // not ready: no snapshot yet
     {
         Reply psync = RedisClient::connect(proxy.port()).command({"PSYNC", "?", "-1"});
         CHECK_MESSAGE((psync.is_error() && psync.str.rfind("NOMASTERLINK", 0) == 0),

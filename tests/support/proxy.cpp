@@ -21,7 +21,7 @@ using nlohmann::json;
 ProxyProcess::ProxyProcess(Sandbox& sandbox, std::string name, int upstream_port, ProxyOptions options)
     : sandbox_(sandbox), name_(std::move(name)), upstream_port_(upstream_port), options_(std::move(options)) {
     dir_ = sandbox_.subdir(name_);
-    data_dir_ = sandbox_.subdir(name_ + "/data");
+    data_dir_ = options_.data_dir.empty() ? sandbox_.subdir(name_ + "/data") : options_.data_dir;
     sandbox_.watch_log(name_ + " log", log_path());
 }
 
@@ -51,6 +51,7 @@ void ProxyProcess::start() {
         if (!options_.masterauth.empty()) argv.insert(argv.end(), {"--masterauth", options_.masterauth});
         if (!options_.requirepass.empty()) argv.insert(argv.end(), {"--requirepass", options_.requirepass});
         argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
+        process_.set_file_size_limit(options_.file_size_limit);
         process_.spawn(argv, log_path());
 
         std::string why = "no answer yet";
@@ -58,13 +59,14 @@ void ProxyProcess::start() {
         while (seconds_since(start) < 15.0) {
             if (!process_.running()) {
                 why = "psync-proxy exited with code " + std::to_string(process_.exit_code().value_or(-1)) +
-                      " before GET /healthz answered";
+                      " before GET /status answered";
                 break;
             }
             try {
-                HttpResponse r = http_get(status_port_, "/healthz", 1.0);
+                // /status answers as soon as the proxy serves (/healthz only once it has a snapshot).
+                HttpResponse r = http_get(status_port_, "/status", 1.0);
                 if (r.status == 200) return;
-                why = "GET /healthz -> " + std::to_string(r.status) + " " + r.body;
+                why = "GET /status -> " + std::to_string(r.status) + " " + r.body;
             } catch (const std::exception& e) {
                 why = e.what();
             }
