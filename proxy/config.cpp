@@ -2,8 +2,12 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <fstream>
+#include <functional>
+#include <map>
 
 #include "protocol/numbers.h"
+#include "protocol/request_parser.h"
 
 namespace psync::proxy {
 
@@ -43,12 +47,190 @@ bool parse_host_port(const std::string& s, HostPort& out) {
 
 namespace {
 
+// Applies one option's value to the config; returns "" or what is wrong.
+using Apply = std::function<std::string(Config&, const std::string&)>;
+
+struct OptionSpec {
+  const char* name;  // without "--"; the same in the config file
+  const char* help;
+  const char* shown_default;  // for --help ("" for none)
+  Apply apply;
+};
+
+std::string port_value(const std::string& v, bool zero_ok, uint16_t& out) {
+  auto p = protocol::parse_u64(v);
+  if (!p || *p > 65535 || (*p == 0 && !zero_ok)) {
+    return std::string("expected a port ") + (zero_ok ? "0-65535" : "1-65535") + ", got '" + v + "'";
+  }
+  out = static_cast<uint16_t>(*p);
+  return "";
+}
+
+std::string seconds_value(const std::string& v, double& out) {
+  char* end = nullptr;
+  double d = strtod(v.c_str(), &end);
+  if (v.empty() || end == nullptr || *end != '\0' || !(d > 0) || d > 1e6) {
+    return "expected a number of seconds > 0, got '" + v + "'";
+  }
+  out = d;
+  return "";
+}
+
+std::string choice(const std::string& v, std::initializer_list<const char*> allowed) {
+  for (const char* a : allowed) {
+    if (v == a) return "";
+  }
+  std::string list;
+  for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+  return "expected one of " + list + ", got '" + v + "'";
+}
+
+const std::vector<OptionSpec>& option_specs() {
+  static const std::vector<OptionSpec> specs = {
+      {"upstream", "Master to replicate, HOST:PORT (required)", "",
+       [](Config& c, const std::string& v) -> std::string {
+         if (!parse_host_port(v, c.upstream)) return "expected HOST:PORT, got '" + v + "'";
+         c.has_upstream = true;
+         return "";
+       }},
+      {"upstream-mode", "auto (PSYNC where the master has it, else SYNC), sync or psync", "auto",
+       [](Config& c, const std::string& v) {
+         std::string e = choice(v, {"auto", "sync", "psync"});
+         if (e.empty()) {
+           c.upstream_mode = v == "auto" ? UpstreamMode::kAuto
+                             : v == "sync" ? UpstreamMode::kSync
+                                           : UpstreamMode::kPsync;
+         }
+         return e;
+       }},
+      {"masterauth", "Password for AUTH to the upstream", "",
+       [](Config& c, const std::string& v) { return c.masterauth = v, std::string(); }},
+      {"masteruser", "User name for AUTH to the upstream (Redis 6+ ACL)", "",
+       [](Config& c, const std::string& v) { return c.masteruser = v, std::string(); }},
+      {"upstream-timeout", "Seconds without a byte from the upstream before the link counts as lost",
+       "60", [](Config& c, const std::string& v) { return seconds_value(v, c.upstream_timeout_s); }},
+      {"bind", "Address replicas connect to", "127.0.0.1",
+       [](Config& c, const std::string& v) -> std::string {
+         if (v.empty()) return "must not be empty";
+         c.bind = v;
+         return "";
+       }},
+      {"port", "Port replicas connect to", "6380",
+       [](Config& c, const std::string& v) { return port_value(v, false, c.port); }},
+      {"status-bind", "Address of the HTTP status endpoint (default: --bind)", "",
+       [](Config& c, const std::string& v) { return c.status_bind = v, std::string(); }},
+      {"status-port", "Port of the HTTP status endpoint (0: off)", "8380",
+       [](Config& c, const std::string& v) { return port_value(v, true, c.status_port); }},
+      {"dir", "Data directory: snapshot and replication log", "./psync-data",
+       [](Config& c, const std::string& v) -> std::string {
+         if (v.empty()) return "must not be empty";
+         c.dir = v;
+         return "";
+       }},
+      {"backlog-size",
+       "Bytes of log kept for partial resync beyond what a full resync needs (units: kb, mb, gb)",
+       "256mb",
+       [](Config& c, const std::string& v) -> std::string {
+         auto size = protocol::parse_memory_size(v);
+         if (!size) return "expected a size like 1048576, 512kb or 256mb, got '" + v + "'";
+         c.backlog_size = *size;
+         return "";
+       }},
+      {"requirepass", "Password replicas must AUTH with", "",
+       [](Config& c, const std::string& v) { return c.requirepass = v, std::string(); }},
+      {"requireuser", "User name accepted in AUTH <user> <pass> (a replica's masteruser)", "default",
+       [](Config& c, const std::string& v) -> std::string {
+         if (v.empty()) return "must not be empty";
+         c.requireuser = v;
+         return "";
+       }},
+      {"protected-mode",
+       "yes: with no --requirepass and a non-loopback --bind, refuse non-loopback clients", "yes",
+       [](Config& c, const std::string& v) {
+         std::string e = choice(v, {"yes", "no"});
+         if (e.empty()) c.protected_mode = v == "yes";
+         return e;
+       }},
+      {"max-clients", "Most replica-port connections at once", "1000",
+       [](Config& c, const std::string& v) -> std::string {
+         auto n = protocol::parse_u64(v);
+         if (!n || *n == 0 || *n > 1000000) return "expected 1-1000000, got '" + v + "'";
+         c.max_clients = static_cast<size_t>(*n);
+         return "";
+       }},
+      {"handshake-timeout", "Seconds a client may take to become a replica before it is closed", "60",
+       [](Config& c, const std::string& v) { return seconds_value(v, c.handshake_timeout_s); }},
+      {"log-level", "debug, info, warn or error", "info",
+       [](Config& c, const std::string& v) -> std::string {
+         auto level = parse_log_level(v);
+         if (!level) return "expected debug, info, warn or error, got '" + v + "'";
+         c.log_level = *level;
+         return "";
+       }},
+      {"log-file", "Write the log to this file (reopened on SIGHUP) instead of stderr", "",
+       [](Config& c, const std::string& v) { return c.log_file = v, std::string(); }},
+      {"log-format", "text or json (one JSON object per line)", "text",
+       [](Config& c, const std::string& v) {
+         std::string e = choice(v, {"text", "json"});
+         if (e.empty()) c.log_json = v == "json";
+         return e;
+       }},
+  };
+  return specs;
+}
+
+const OptionSpec* find_spec(const std::string& name) {
+  for (const auto& s : option_specs()) {
+    if (name == s.name) return &s;
+  }
+  return nullptr;
+}
+
 int usage_error(const std::string& msg) {
   fprintf(stderr, "psync-proxy: %s (see --help)\n", msg.c_str());
   return 2;
 }
 
 }  // namespace
+
+bool apply_config_file(const std::string& path, Config& config, std::string& error) {
+  std::ifstream in(path);
+  if (!in) {
+    error = "--config: cannot read " + path;
+    return false;
+  }
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    std::string where = path + ":" + std::to_string(number) + ": ";
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    std::vector<std::string> words;
+    size_t first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#') continue;
+    // Values may be quoted as in redis.conf: requirepass "with space".
+    if (!protocol::split_inline_args(line, words)) {
+      error = where + "unbalanced quotes";
+      return false;
+    }
+    if (words.empty()) continue;
+    const OptionSpec* spec = find_spec(words[0]);
+    if (spec == nullptr || words[0] == "config") {
+      error = where + "unknown option '" + words[0] + "'";
+      return false;
+    }
+    if (words.size() != 2) {
+      error = where + words[0] + ": expected one value, got " + std::to_string(words.size() - 1);
+      return false;
+    }
+    std::string e = spec->apply(config, words[1]);
+    if (!e.empty()) {
+      error = where + words[0] + ": " + e;
+      return false;
+    }
+  }
+  return true;
+}
 
 ParseResult parse_args(int argc, char** argv) {
   ParseResult r;
@@ -58,43 +240,16 @@ ParseResult parse_args(int argc, char** argv) {
       "with PSYNC (partial resync) from its own log and snapshot.",
       "psync-proxy"};
   app.get_formatter()->column_width(34);
-  std::string upstream, backlog = "256mb", log_level = "info";
-  int port = c.port, status_port = c.status_port;
-  app.add_option("--upstream", upstream, "Legacy master to replicate, HOST:PORT (required)");
-  app.add_option("--masterauth", c.masterauth, "Password for AUTH to the upstream");
-  app.add_option("--masteruser", c.masteruser, "User name for AUTH to the upstream (Redis 6+ ACL)");
-  app.add_option("--bind", c.bind, "Address replicas connect to")->capture_default_str();
-  app.add_option("--port", port, "Port replicas connect to")->capture_default_str();
-  app.add_option("--status-bind", c.status_bind,
-                 "Address of the HTTP status endpoint (default: --bind)");
-  app.add_option("--status-port", status_port, "Port of the HTTP status endpoint (0: off)")
-      ->capture_default_str();
-  app.add_option("--dir", c.dir, "Data directory: snapshot and replication log")
-      ->capture_default_str();
-  app.add_option("--backlog-size", backlog,
-                 "Bytes of log kept for partial resync beyond what a full resync needs "
-                 "(units: kb, mb, gb)")
-      ->capture_default_str();
-  app.add_option("--requirepass", c.requirepass, "Password replicas must AUTH with");
-  app.add_option("--requireuser", c.requireuser,
-                 "User name accepted in AUTH <user> <pass> (a replica's masteruser)")
-      ->capture_default_str();
-  std::string upstream_mode = "auto", protected_mode = "yes";
-  app.add_option("--upstream-mode", upstream_mode,
-                 "auto (PSYNC where the master has it, else SYNC), sync or psync")
-      ->capture_default_str();
-  app.add_option("--protected-mode", protected_mode,
-                 "yes: with no --requirepass and a non-loopback --bind, refuse non-loopback clients")
-      ->capture_default_str();
-  app.add_option("--max-clients", c.max_clients, "Most replica-port connections at once")
-      ->capture_default_str();
-  app.add_option("--handshake-timeout", c.handshake_timeout_s,
-                 "Seconds a client may take to become a replica before it is closed")
-      ->capture_default_str();
-  app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
-  app.add_option("--upstream-timeout", c.upstream_timeout_s,
-                 "Seconds without a byte from the upstream before the link counts as lost")
-      ->capture_default_str();
+  std::string config_file;
+  app.add_option("--config", config_file,
+                 "redis.conf-style file with the same names as the flags (flags override it)");
+  // Every option is read as text and applied by its spec, the same way for
+  // the command line and the config file.
+  std::map<std::string, std::string> given;
+  for (const auto& spec : option_specs()) {
+    auto* opt = app.add_option(std::string("--") + spec.name, given[spec.name], spec.help);
+    if (*spec.shown_default) opt->default_str(spec.shown_default);
+  }
   bool version = false;
   app.add_flag("--version", version, "Print the version and exit");
 
@@ -119,48 +274,21 @@ ParseResult parse_args(int argc, char** argv) {
     r.exit_code = usage_error(msg);
     return r;
   };
-  if (upstream.empty()) {
+  if (!config_file.empty()) {
+    std::string error;
+    if (!apply_config_file(config_file, c, error)) return fail(error);
+    c.config_file = config_file;
+  }
+  for (const auto& spec : option_specs()) {
+    if (app.count(std::string("--") + spec.name) == 0) continue;
+    std::string e = spec.apply(c, given[spec.name]);
+    if (!e.empty()) return fail(std::string("--") + spec.name + ": " + e);
+  }
+  if (!c.has_upstream) {
     return fail("--upstream HOST:PORT is required (deploy/run.sh with no flags runs a demo)");
   }
-  if (!parse_host_port(upstream, c.upstream)) {
-    return fail("--upstream: expected HOST:PORT, got '" + upstream + "'");
-  }
-  c.has_upstream = true;
-  if (port <= 0 || port > 65535) return fail("--port: expected 1-65535, got " + std::to_string(port));
-  if (status_port < 0 || status_port > 65535) {
-    return fail("--status-port: expected 0-65535, got " + std::to_string(status_port));
-  }
-  c.port = static_cast<uint16_t>(port);
-  c.status_port = static_cast<uint16_t>(status_port);
   if (c.status_bind.empty()) c.status_bind = c.bind;
-  auto size = protocol::parse_memory_size(backlog);
-  if (!size) return fail("--backlog-size: expected a size like 1048576, 512kb or 256mb, got '" + backlog + "'");
-  c.backlog_size = *size;
-  auto level = parse_log_level(log_level);
-  if (!level) return fail("--log-level: expected debug, info, warn or error, got '" + log_level + "'");
-  c.log_level = *level;
-  if (c.dir.empty()) return fail("--dir: must not be empty");
-  if (!(c.upstream_timeout_s > 0)) return fail("--upstream-timeout: must be > 0");
   if (!c.masteruser.empty() && c.masterauth.empty()) return fail("--masteruser needs --masterauth");
-  if (upstream_mode == "auto") {
-    c.upstream_mode = UpstreamMode::kAuto;
-  } else if (upstream_mode == "sync") {
-    c.upstream_mode = UpstreamMode::kSync;
-  } else if (upstream_mode == "psync") {
-    c.upstream_mode = UpstreamMode::kPsync;
-  } else {
-    return fail("--upstream-mode: expected auto, sync or psync, got '" + upstream_mode + "'");
-  }
-  if (protected_mode == "yes") {
-    c.protected_mode = true;
-  } else if (protected_mode == "no") {
-    c.protected_mode = false;
-  } else {
-    return fail("--protected-mode: expected yes or no, got '" + protected_mode + "'");
-  }
-  if (c.max_clients == 0) return fail("--max-clients: must be at least 1");
-  if (!(c.handshake_timeout_s > 0)) return fail("--handshake-timeout: must be > 0");
-  if (c.requireuser.empty()) return fail("--requireuser: must not be empty");
   return r;
 }
 

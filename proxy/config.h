@@ -36,6 +36,9 @@ struct Config {
   size_t max_clients = 1000;
   double handshake_timeout_s = 60;  // a client that is not a replica by then is closed
   LogLevel log_level = LogLevel::kInfo;
+  std::string log_file;            // empty: stderr
+  bool log_json = false;           // --log-format json
+  std::string config_file;
   double upstream_timeout_s = 60;  // no byte from the upstream for this long: link lost
   double ping_period_s = 10;       // the proxy's own PING in the stream
   uint64_t segment_bytes = 64ull << 20;
@@ -49,7 +52,12 @@ struct ParseResult {
   int exit_code = 0;
 };
 
+// Flags override the --config file; the file overrides the defaults.
 ParseResult parse_args(int argc, char** argv);
+
+// Reads a redis.conf-style file ("name value" lines, '#' comments, names as
+// the flags without "--") into config. false with error naming the line.
+bool apply_config_file(const std::string& path, Config& config, std::string& error);
 
 // "host:port" or "[v6]:port"; false on a bad value.
 bool parse_host_port(const std::string& s, HostPort& out);

@@ -1,15 +1,22 @@
 #include "proxy/log.h"
 
+#include <cerrno>
 #include <cstdarg>
+#include <cstring>
 #include <cstdio>
 #include <ctime>
 #include <sys/time.h>
+
+#include <nlohmann/json.hpp>
 
 #include "protocol/numbers.h"
 
 namespace psync::proxy {
 namespace {
 LogLevel g_level = LogLevel::kInfo;
+bool g_json = false;
+FILE* g_file = nullptr;  // nullptr: stderr
+std::string g_path;
 const char* level_name(LogLevel l) {
   switch (l) {
     case LogLevel::kDebug: return "debug";
@@ -30,6 +37,25 @@ std::optional<LogLevel> parse_log_level(std::string_view s) {
 }
 
 void set_log_level(LogLevel level) { g_level = level; }
+void set_log_json(bool json) { g_json = json; }
+
+bool open_log_file(const std::string& path, std::string& error) {
+  FILE* f = fopen(path.c_str(), "ae");
+  if (f == nullptr) {
+    error = "cannot open log file " + path + ": " + strerror(errno);
+    return false;
+  }
+  setvbuf(f, nullptr, _IOLBF, 0);
+  if (g_file) fclose(g_file);
+  g_file = f;
+  g_path = path;
+  return true;
+}
+
+bool reopen_log_file(std::string& error) {
+  if (g_path.empty()) return true;
+  return open_log_file(g_path, error);
+}
 bool log_enabled(LogLevel level) { return level >= g_level; }
 
 void log_line(LogLevel level, std::string_view component, const char* fmt, ...) {
@@ -44,7 +70,18 @@ void log_line(LogLevel level, std::string_view component, const char* fmt, ...) 
   gmtime_r(&tv.tv_sec, &t);
   char ts[32];
   strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &t);
-  fprintf(stderr, "%s.%03ldZ %-5s %-8.*s %s\n", ts, static_cast<long>(tv.tv_usec / 1000),
+  FILE* out = g_file ? g_file : stderr;
+  if (g_json) {
+    char when[64];
+    snprintf(when, sizeof when, "%s.%03ldZ", ts, static_cast<long>(tv.tv_usec / 1000));
+    nlohmann::json j = {{"time", when},
+                        {"level", level_name(level)},
+                        {"component", std::string(component)},
+                        {"message", msg}};
+    fprintf(out, "%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return;
+  }
+  fprintf(out, "%s.%03ldZ %-5s %-8.*s %s\n", ts, static_cast<long>(tv.tv_usec / 1000),
           level_name(level), static_cast<int>(component.size()), component.data(), msg);
 }
 

@@ -11,6 +11,12 @@ enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 
 std::optional<LogLevel> parse_log_level(std::string_view s);
 void set_log_level(LogLevel level);
+// One JSON object a line: {"time", "level", "component", "message"}.
+void set_log_json(bool json);
+// Sends the log to a file (appending) instead of stderr; false with error.
+bool open_log_file(const std::string& path, std::string& error);
+// Reopens the log file (after logrotate moved it: SIGHUP).
+bool reopen_log_file(std::string& error);
 bool log_enabled(LogLevel level);
 void log_line(LogLevel level, std::string_view component, const char* fmt, ...)
     __attribute__((format(printf, 3, 4)));

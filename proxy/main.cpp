@@ -15,15 +15,30 @@ namespace {
 struct Signals {
   uv_signal_t term;
   uv_signal_t intr;
+  uv_signal_t hup;
   Proxy* proxy;
 };
+
+void close_signals(Signals* s) {
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->term), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->intr), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->hup), nullptr);
+}
+
+void on_hup(uv_signal_t*, int) {
+  std::string error;
+  if (reopen_log_file(error)) {
+    LOG_INFO("proxy", "received SIGHUP: log file reopened");
+  } else {
+    LOG_ERROR("proxy", "received SIGHUP: %s", error.c_str());
+  }
+}
 
 void on_signal(uv_signal_t* handle, int signum) {
   auto* s = static_cast<Signals*>(handle->data);
   LOG_INFO("proxy", "received %s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
   s->proxy->shutdown();
-  uv_close(reinterpret_cast<uv_handle_t*>(&s->term), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&s->intr), nullptr);
+  close_signals(s);
 }
 }  // namespace
 
@@ -31,6 +46,14 @@ int main(int argc, char** argv) {
   ParseResult parsed = parse_args(argc, argv);
   if (parsed.exit) return parsed.exit_code;
   set_log_level(parsed.config.log_level);
+  set_log_json(parsed.config.log_json);
+  if (!parsed.config.log_file.empty()) {
+    std::string error;
+    if (!open_log_file(parsed.config.log_file, error)) {
+      fprintf(stderr, "psync-proxy: --log-file: %s\n", error.c_str());
+      return 2;
+    }
+  }
   std::signal(SIGPIPE, SIG_IGN);
   // A file grown past RLIMIT_FSIZE is a write error (EFBIG), handled like a
   // full disk, not a reason to die.
@@ -44,15 +67,17 @@ int main(int argc, char** argv) {
     signals.proxy = &proxy;
     uv_signal_init(loop, &signals.term);
     uv_signal_init(loop, &signals.intr);
+    uv_signal_init(loop, &signals.hup);
     signals.term.data = &signals;
     signals.intr.data = &signals;
+    signals.hup.data = &signals;
     uv_signal_start(&signals.term, on_signal, SIGTERM);
     uv_signal_start(&signals.intr, on_signal, SIGINT);
+    uv_signal_start(&signals.hup, on_hup, SIGHUP);
     if (!proxy.start()) {
       rc = 1;
       proxy.shutdown();
-      uv_close(reinterpret_cast<uv_handle_t*>(&signals.term), nullptr);
-      uv_close(reinterpret_cast<uv_handle_t*>(&signals.intr), nullptr);
+      close_signals(&signals);
     }
     uv_run(loop, UV_RUN_DEFAULT);
   }

@@ -471,6 +471,7 @@ void Upstream::on_status_line(std::string_view line) {
 void Upstream::on_payload_start(std::optional<uint64_t> len) {
   state_ = State::kTransfer;
   last_progress_ms_ = now_ms();
+  last_progress_bytes_ = 0;
   if (len) {
     LOG_INFO(kComponent, "receiving the master's RDB: %s", human_bytes(static_cast<double>(*len)).c_str());
   } else {
@@ -615,13 +616,21 @@ void Upstream::on_watchdog(uv_timer_t* t) {
         return;
       }
       if (self->state_ == State::kTransfer && now - self->last_progress_ms_ >= kProgressEveryMs) {
-        self->last_progress_ms_ = now;
         auto got = static_cast<double>(self->payload_.payload_bytes());
+        double secs = static_cast<double>(now - self->last_progress_ms_) / 1000.0;
+        double rate = (got - static_cast<double>(self->last_progress_bytes_)) / secs;
+        self->last_progress_ms_ = now;
+        self->last_progress_bytes_ = self->payload_.payload_bytes();
+        std::string speed = human_bytes(rate) + "/s";
         if (auto size = self->payload_.payload_size(); size && *size > 0) {
-          LOG_INFO(kComponent, "RDB transfer: %s of %s (%.0f%%)", human_bytes(got).c_str(),
-                   human_bytes(static_cast<double>(*size)).c_str(), 100.0 * got / static_cast<double>(*size));
+          double left = static_cast<double>(*size) - got;
+          char eta[32] = "unknown";
+          if (rate > 0) snprintf(eta, sizeof eta, "%.0f s", left / rate);
+          LOG_INFO(kComponent, "RDB transfer: %s of %s (%.0f%%), %s, ETA %s", human_bytes(got).c_str(),
+                   human_bytes(static_cast<double>(*size)).c_str(), 100.0 * got / static_cast<double>(*size),
+                   speed.c_str(), eta);
         } else {
-          LOG_INFO(kComponent, "RDB transfer: %s so far", human_bytes(got).c_str());
+          LOG_INFO(kComponent, "RDB transfer: %s so far, %s", human_bytes(got).c_str(), speed.c_str());
         }
       }
       return;

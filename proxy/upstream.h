@@ -145,6 +145,7 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   bool payload_failed_ = false;
   std::string write_error_;
   uint64_t last_progress_ms_ = 0;
+  uint64_t last_progress_bytes_ = 0;
 
   // Commit of a completed snapshot, off the loop.
   struct Commit;

@@ -1,5 +1,8 @@
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -110,4 +113,62 @@ TEST_CASE("status endpoint: HTTP request reading") {
   CHECK(head.complete);
   CHECK(head.method == "HEAD");
   CHECK(StatusServer::respond(nullptr, head.method, head.url).find("ok\n") == std::string::npos);
+}
+
+namespace {
+std::string write_temp(const std::string& text) {
+  char path[] = "/tmp/psync-conf-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  close(fd);
+  return path;
+}
+}  // namespace
+
+TEST_CASE("config file: redis.conf style, flags override it") {
+  std::string path = write_temp(
+      "# psync-proxy\n"
+      "upstream 10.0.0.5:6379\n"
+      "\n"
+      "   port 7000   \n"
+      "requirepass \"two words\"\n"
+      "backlog-size 1gb\r\n"
+      "log-format json\n");
+  auto r = parse({"--config", path, "--port", "7001"});
+  unlink(path.c_str());
+  REQUIRE_FALSE(r.exit);
+  CHECK(r.config.upstream.str() == "10.0.0.5:6379");
+  CHECK(r.config.port == 7001);  // the flag wins
+  CHECK(r.config.requirepass == "two words");
+  CHECK(r.config.backlog_size == 1ull << 30);
+  CHECK(r.config.log_json);
+}
+
+TEST_CASE("config file: an unknown name or a bad value names the line") {
+  Config c;
+  std::string error;
+  std::string path = write_temp("upstream h:1\nprot 6380\n");
+  CHECK_FALSE(apply_config_file(path, c, error));
+  CHECK(error == path + ":2: unknown option 'prot'");
+  unlink(path.c_str());
+
+  path = write_temp("# comment\nport 99999\n");
+  CHECK_FALSE(apply_config_file(path, c, error));
+  CHECK(error.find(path + ":2: port: expected a port") == 0);
+  unlink(path.c_str());
+
+  path = write_temp("port\n");
+  CHECK_FALSE(apply_config_file(path, c, error));
+  CHECK(error == path + ":1: port: expected one value, got 0");
+  unlink(path.c_str());
+
+  CHECK_FALSE(apply_config_file("/nonexistent/psync.conf", c, error));
+  CHECK(error.find("cannot read") != std::string::npos);
+
+  path = write_temp("upstream h:1\nlog-level chatty\n");
+  auto r = parse({"--config", path});
+  unlink(path.c_str());
+  CHECK(r.exit);
+  CHECK(r.exit_code == 2);
 }
