@@ -239,12 +239,13 @@ void Proxy::accept_replicas() {
              "connections from loopback. To fix it, either set a password with --requirepass "
              "(and masterauth on the replicas), or --bind to a loopback address, or, if you are "
              "sure the port is not reachable by strangers, start with --protected-mode no.\r\n",
-             "protected mode");
+             "protected mode", counters_.rejected_protected_mode);
       continue;
     }
     if (sessions_.size() >= config_.max_clients) {
       refuse(fd, ip, port, "-ERR max number of clients reached\r\n",
-             "--max-clients " + std::to_string(config_.max_clients) + " reached");
+             "--max-clients " + std::to_string(config_.max_clients) + " reached",
+             counters_.rejected_max_clients);
       continue;
     }
     sessions_.push_back(std::make_unique<ReplicaSession>(*this, next_session_id_++, fd, ip, port));
@@ -255,8 +256,9 @@ void Proxy::accept_replicas() {
 }
 
 void Proxy::refuse(int fd, const std::string& ip, int port, const std::string& reply,
-                   const std::string& why) {
+                   const std::string& why, uint64_t& reason_counter) {
   counters_.rejected_connections++;
+  reason_counter++;
   LOG_WARN("replica", "refused connection from %s:%d: %s", ip.c_str(), port, why.c_str());
   // Best effort: a fresh socket's buffer takes a short reply at once.
   ssize_t n = ::write(fd, reply.data(), reply.size());
@@ -412,6 +414,7 @@ void Proxy::on_keepalive_timer(uv_timer_t* t) {
     if (!s->replicating() && now - s->created_ms() > timeout_ms) {
       LOG_WARN("replica", "client %s did not start replicating within %.0f s: closing",
                s->address().c_str(), self->config_.handshake_timeout_s);
+      self->counters_.closed_handshake_timeouts++;
       s->close("handshake timeout");
       continue;
     }

@@ -34,7 +34,12 @@ struct Counters {
   uint64_t commands_processed = 0;
   uint64_t net_input_bytes = 0;
   uint64_t net_output_bytes = 0;
-  uint64_t rejected_connections = 0;
+  uint64_t rejected_connections = 0;  // all of the below
+  uint64_t rejected_protected_mode = 0;
+  uint64_t rejected_max_clients = 0;
+  uint64_t auth_failures = 0;         // wrong AUTH
+  uint64_t closed_protocol_errors = 0;  // input past a limit or not RESP
+  uint64_t closed_handshake_timeouts = 0;
 };
 
 class Proxy {
@@ -53,6 +58,7 @@ class Proxy {
   uv_loop_t* loop() const { return loop_; }
   const Config& config() const { return config_; }
   Counters& counters() { return counters_; }
+  const Counters& counters() const { return counters_; }
   double uptime_seconds() const;
 
   // ----- The lineage and its log -----
@@ -79,6 +85,7 @@ class Proxy {
   // Offset the next lineage's snapshot will have (the log's end, now).
   uint64_t lineage_switch_offset() const { return log_.last_offset(); }
   Upstream& upstream() { return *upstream_; }
+  const Upstream& upstream() const { return *upstream_; }
 
   // ----- Storage -----
   // A write to --dir failed (snapshot or log): remembered for /status; one
@@ -97,13 +104,16 @@ class Proxy {
   std::string info(std::string_view section) const;
   std::string role_reply() const;
   std::string status_json() const;
+  // GET /metrics: the Prometheus text format (proxy/metrics.cpp).
+  std::string metrics_text() const;
 
  private:
   static void on_accept(uv_poll_t* handle, int status, int events);
   static void on_ping_timer(uv_timer_t* t);
   static void on_keepalive_timer(uv_timer_t* t);
   void accept_replicas();
-  void refuse(int fd, const std::string& ip, int port, const std::string& reply, const std::string& why);
+  void refuse(int fd, const std::string& ip, int port, const std::string& reply, const std::string& why,
+              uint64_t& reason_counter);
   void notify_sessions();
   void append_own_ping();
 

@@ -147,6 +147,7 @@ void ReplicaSession::handle_readable() {
       if (r == protocol::RequestParser::Result::kError) {
         LOG_WARN(kComponent, "client %s sent bad input: %s", address().c_str(),
                  parser_.error().c_str());
+        proxy_.counters().closed_protocol_errors++;
         // Redis answers a protocol error and closes once it is written.
         if (state_ == State::kHandshake) out_ += protocol::error_reply("ERR " + parser_.error());
         close_after_flush_ = true;
@@ -228,6 +229,7 @@ void ReplicaSession::cmd_auth(const std::vector<std::string>& args) {
     authenticated_ = true;
     reply(protocol::simple_string("OK"));
   } else {
+    proxy_.counters().auth_failures++;
     LOG_WARN(kComponent, "client %s: AUTH failed", address().c_str());
     reply(protocol::error_reply("WRONGPASS invalid username-password pair or user is disabled."));
   }

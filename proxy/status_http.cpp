@@ -187,6 +187,13 @@ std::string StatusServer::respond(Proxy* proxy, const std::string& method, const
   if (path == "/status") {
     return http_response(200, "OK", "application/json", proxy ? proxy->status_json() : "{}", head);
   }
+  if (path == "/metrics") {
+    return http_response(200, "OK", "text/plain; version=0.0.4; charset=utf-8",
+                         proxy ? proxy->metrics_text() : "", head);
+  }
+  if (path == "/" || path == "/index.html") {
+    return http_response(200, "OK", "text/html; charset=utf-8", status_page_html(), head);
+  }
   if (path == "/healthz") {
     // Ready once there is a snapshot to serve replicas from.
     if (proxy && !proxy->snapshot()) {
@@ -195,7 +202,7 @@ std::string StatusServer::respond(Proxy* proxy, const std::string& method, const
     }
     return http_response(200, "OK", "text/plain", "ok\n", head);
   }
-  return json_error(404, "Not Found", "no such path; try /status or /healthz", head);
+  return json_error(404, "Not Found", "no such path; try /, /status, /metrics or /healthz", head);
 }
 
 }  // namespace psync::proxy

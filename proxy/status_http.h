@@ -22,6 +22,9 @@ struct HttpRequest {
 constexpr size_t kMaxHttpRequest = 8 * 1024;  // larger: 431
 HttpRequest parse_http_request(std::string_view bytes);
 
+// GET /: a self-contained page (no external assets) that renders /status.
+const std::string& status_page_html();
+
 class StatusServer {
  public:
   explicit StatusServer(Proxy& proxy);

@@ -256,6 +256,7 @@ void Upstream::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) 
   }
   if (nread == 0) return;
   self->last_byte_ms_ = now_ms();
+  self->total_bytes_ += static_cast<uint64_t>(nread);
   self->proxy_.counters().net_input_bytes += static_cast<uint64_t>(nread);
   self->handle_bytes(buf->base, static_cast<size_t>(nread));
 }
@@ -433,6 +434,7 @@ void Upstream::resume_stream(const std::string& continue_line) {
     master_replid_.assign(rest);
   }
   master_base_ = resume_from;
+  commands_before_ += stream_.commands();
   stream_.reset();
   stream_failed_ = false;
   mode_ = Mode::kPsync;
@@ -542,6 +544,7 @@ void Upstream::on_commit_done(uv_work_t* req, int /*status*/) {
   self->proxy_.begin_lineage(std::move(c->snapshot));
   self->state_ = State::kStreaming;
   self->last_byte_ms_ = now_ms();
+  self->commands_before_ += self->stream_.commands();
   self->stream_.reset();
   self->stream_failed_ = false;
   LOG_INFO(kComponent, "in sync with the master at %s: streaming",

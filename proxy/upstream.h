@@ -63,6 +63,9 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   std::optional<uint64_t> rdb_bytes_expected() const;
   uint64_t stream_bytes() const { return stream_.bytes_in(); }
   uint64_t commands() const { return stream_.commands(); }
+  // Since the process started (monotonic, for /metrics).
+  uint64_t total_bytes() const { return total_bytes_; }
+  uint64_t total_commands() const { return commands_before_ + stream_.commands(); }
   // Seconds since the last byte from the upstream; -1 when never.
   double seconds_since_last_byte() const;
 
@@ -153,6 +156,8 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   std::string held_stream_;  // stream bytes that followed the RDB in the same read
 
   protocol::LegacyStream stream_;
+  uint64_t total_bytes_ = 0;
+  uint64_t commands_before_ = 0;  // commands of earlier streams (stream_ counts the current one)
   bool stream_failed_ = false;
 };
 
