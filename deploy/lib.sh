@@ -5,16 +5,18 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Debian packages the project builds, tests and runs with.
 PACKAGES=(g++ cmake make pkg-config libuv1-dev libhiredis-dev nlohmann-json3-dev
-          doctest-dev libcli11-dev libhttp-parser-dev redis-server redis-tools curl)
+          doctest-dev libcli11-dev libhttp-parser-dev redis-server redis-tools curl
+          chromium)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# ensure_packages PACKAGE... : installs those not installed yet.
 ensure_packages() {
   local missing=()
   local p
-  for p in "${PACKAGES[@]}" "$@"; do
+  for p in "$@"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
       missing+=("$p")
     fi

@@ -3,9 +3,10 @@
 # with the given flags. Without --upstream: an embedded demo (a local SYNC-only
 # master, the proxy in front of it, one Redis 7 replica attached).
 set -euo pipefail
+# shellcheck source=deploy/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-ensure_packages
+ensure_packages "${PACKAGES[@]}"
 build build Release >&2
 
 for arg in "$@"; do

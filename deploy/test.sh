@@ -2,9 +2,10 @@
 # Installs what is missing, builds, and runs every test through ctest: once on
 # a Release build, once on an AddressSanitizer + UndefinedBehaviorSanitizer build.
 set -euo pipefail
+# shellcheck source=deploy/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-ensure_packages
+ensure_packages "${PACKAGES[@]}"
 start=$(date +%s)
 
 echo "==> Release build" >&2
