@@ -4,6 +4,7 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Debian packages the project builds, tests and runs with.
+# shellcheck disable=SC2034  # used by the scripts that source this file
 PACKAGES=(g++ cmake make pkg-config libuv1-dev libhiredis-dev nlohmann-json3-dev
           doctest-dev libcli11-dev libhttp-parser-dev redis-server redis-tools curl
           chromium)

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -53,6 +54,12 @@ void Process::spawn(const std::vector<std::string>& argv, const std::string& out
         throw std::runtime_error(std::string("spawn setup failed: ") + std::strerror(errno));
     }
     const pid_t parent = ::getpid();
+    rlimit fsize{};
+    if (file_size_limit_) {
+        ::getrlimit(RLIMIT_FSIZE, &fsize);
+        fsize.rlim_cur = static_cast<rlim_t>(*file_size_limit_);
+        if (fsize.rlim_max != RLIM_INFINITY && fsize.rlim_cur > fsize.rlim_max) fsize.rlim_cur = fsize.rlim_max;
+    }
 
     pid_t pid = ::fork();
     if (pid == 0) {
@@ -62,6 +69,12 @@ void Process::spawn(const std::vector<std::string>& argv, const std::string& out
         sigemptyset(&none);
         ::sigprocmask(SIG_SETMASK, &none, nullptr);
         ::signal(SIGPIPE, SIG_DFL);
+        if (file_size_limit_ && ::setrlimit(RLIMIT_FSIZE, &fsize) != 0) {
+            int e = errno;  // reported by the parent as a failed exec
+            ssize_t ignored = ::write(err_pipe[1], &e, sizeof e);
+            (void)ignored;
+            ::_exit(127);
+        }
         ::dup2(devnull, 0);
         ::dup2(out, 1);
         ::dup2(out, 2);

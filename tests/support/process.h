@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +40,11 @@ public:
     // Sends a signal without waiting (e.g. SIGKILL or SIGSTOP for fault injection).
     void signal(int sig);
 
+    // RLIMIT_FSIZE soft limit (bytes) set in the child before exec, for the next spawn()s
+    // (nullopt: inherited). Writes past it fail with EFBIG, like a full disk. Raise it on the
+    // running child with prlimit(2) (same user: no privilege needed for a soft limit).
+    void set_file_size_limit(std::optional<uint64_t> bytes) { file_size_limit_ = bytes; }
+
     pid_t pid() const { return pid_; }
     bool started() const { return pid_ > 0; }
     // Exit code of the reaped child (nullopt while running or never started).
@@ -46,6 +52,7 @@ public:
 
 private:
     pid_t pid_ = -1;
+    std::optional<uint64_t> file_size_limit_;
     bool reaped_ = false;
     int status_ = 0;
 };

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,8 @@ struct ProxyOptions {
     std::string requirepass;   // --requirepass, "" = none
     std::string log_level;     // --log-level; "" = $PSYNC_IT_LOG_LEVEL or "debug"
     std::vector<std::string> extra_args;
+    std::string data_dir;      // --dir; "" = <sandbox>/<name>/data, created by the sandbox
+    std::optional<uint64_t> file_size_limit;  // RLIMIT_FSIZE of the proxy (see Process)
 };
 
 class ProxyProcess {

@@ -43,6 +43,7 @@ public:
     // SHUTDOWN SAVE (writes dump.rdb even with `save ""`) and waits for the process to exit.
     void shutdown_save();
     bool running() { return process_.running(); }
+    Process& process() { return process_; }  // for fault injection (SIGKILL, SIGSTOP)
 
     const std::string& name() const { return name_; }
     int port() const { return port_; }
