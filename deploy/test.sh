@@ -17,4 +17,7 @@ build build-asan Debug -DPSYNC_SANITIZE=ON
 (cd "$ROOT/build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j2 --timeout 300)
 
+echo "==> deployment files: shellcheck, yamllint, systemd-analyze" >&2
+bash "$ROOT/deploy/check.sh"
+
 echo "==> all tests passed in $(( $(date +%s) - start )) s" >&2
