@@ -1,4 +1,5 @@
 #include "protocol/legacy_stream.h"
+#include "protocol/text.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -24,22 +25,6 @@ std::optional<int64_t> parse_length(std::string_view s) {
   return parse_i64(s);
 }
 
-// Upstream bytes as they may appear in an error message: one line, not too long.
-std::string quoted(std::string_view s) {
-  constexpr size_t kShown = 64;
-  std::string out = "'";
-  for (char c : s.substr(0, kShown)) {
-    if (c >= 0x20 && c < 0x7f) {
-      out += c;
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", static_cast<unsigned char>(c));
-      out += buf;
-    }
-  }
-  out += s.size() > kShown ? "'..." : "'";
-  return out;
-}
 
 std::string expected_dollar(char got) {
   return "expected '$', got " + quoted(std::string_view(&got, 1));

@@ -1,4 +1,5 @@
 #include "protocol/payload_reader.h"
+#include "protocol/text.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -11,22 +12,6 @@ namespace {
 
 constexpr size_t kEofMarkSize = 40;  // Redis's RDB_EOF_MARK_SIZE
 
-// A peer's line as it may appear in an error message: one line, not too long.
-std::string quoted(std::string_view s) {
-  constexpr size_t kShown = 64;
-  std::string out = "'";
-  for (char c : s.substr(0, kShown)) {
-    if (c >= 0x20 && c < 0x7f) {
-      out += c;
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", static_cast<unsigned char>(c));
-      out += buf;
-    }
-  }
-  out += s.size() > kShown ? "'..." : "'";
-  return out;
-}
 
 }  // namespace
 

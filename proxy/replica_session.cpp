@@ -387,6 +387,24 @@ void ReplicaSession::on_second() {
   pump();
 }
 
+ReplicaSession::Sent ReplicaSession::send_file(int in_fd, uint64_t pos, size_t len, const char* what,
+                                               size_t& sent) {
+  for (;;) {
+    off_t off = static_cast<off_t>(pos);
+    ssize_t n = ::sendfile(fd_, in_fd, &off, len);
+    if (n > 0) {
+      sent = static_cast<size_t>(n);
+      proxy_.counters().net_output_bytes += sent;
+      return Sent::kSome;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Sent::kBlocked;
+    close(std::string("sending ") + what + " failed: " +
+          (n == 0 ? "the file ended early" : strerror(errno)));
+    return Sent::kClosed;
+  }
+}
+
 void ReplicaSession::pump() {
   if (closing_) return;
   size_t budget = kPumpBudget;
@@ -418,25 +436,16 @@ void ReplicaSession::pump() {
     }
     if (state_ == State::kSendBulk) {
       if (bulk_sent_ < bulk_->size()) {
-        off_t pos = static_cast<off_t>(bulk_sent_);
-        size_t want = static_cast<size_t>(std::min<uint64_t>(bulk_->size() - bulk_sent_, kSendChunk));
-        ssize_t n = ::sendfile(fd_, bulk_->fd(), &pos, std::min(want, budget));
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            blocked = true;
-            break;
-          }
-          close(std::string("sending the snapshot failed: ") + strerror(errno));
-          return;
+        size_t want = static_cast<size_t>(std::min<uint64_t>({bulk_->size() - bulk_sent_, kSendChunk, budget}));
+        size_t n = 0;
+        Sent r = send_file(bulk_->fd(), bulk_sent_, want, "the snapshot", n);
+        if (r == Sent::kClosed) return;
+        if (r == Sent::kBlocked) {
+          blocked = true;
+          break;
         }
-        if (n == 0) {
-          close("snapshot file ended before its size");
-          return;
-        }
-        bulk_sent_ += static_cast<uint64_t>(n);
-        proxy_.counters().net_output_bytes += static_cast<uint64_t>(n);
-        budget -= std::min(budget, static_cast<size_t>(n));
+        bulk_sent_ += n;
+        budget -= std::min(budget, n);
         continue;
       }
       bulk_.reset();
@@ -462,24 +471,15 @@ void ReplicaSession::pump() {
       uint64_t avail = proxy_.visible_end() + 1 - cursor_;
       size_t want = static_cast<size_t>(std::min<uint64_t>({avail, kSendChunk, budget}));
       backlog::Span span = log.span(cursor_, want);
-      off_t pos = static_cast<off_t>(span.file_pos);
-      ssize_t n = ::sendfile(fd_, span.fd, &pos, span.len);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-          blocked = true;
-          break;
-        }
-        close(std::string("sending the stream failed: ") + strerror(errno));
-        return;
+      size_t n = 0;
+      Sent r = send_file(span.fd, span.file_pos, span.len, "the stream", n);
+      if (r == Sent::kClosed) return;
+      if (r == Sent::kBlocked) {
+        blocked = true;
+        break;
       }
-      if (n == 0) {
-        close("log segment ended early");
-        return;
-      }
-      cursor_ += static_cast<uint64_t>(n);
-      proxy_.counters().net_output_bytes += static_cast<uint64_t>(n);
-      budget -= std::min(budget, static_cast<size_t>(n));
+      cursor_ += n;
+      budget -= std::min(budget, n);
       continue;
     }
     break;  // nothing to send

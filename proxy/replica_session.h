@@ -83,6 +83,9 @@ class ReplicaSession {
   // answers its replicas, as in Redis).
   void reply(std::string_view bytes);
   void pump();
+  // sendfile(2) of len bytes of in_fd from pos to the client.
+  enum class Sent { kSome, kBlocked, kClosed };
+  Sent send_file(int in_fd, uint64_t pos, size_t len, const char* what, size_t& sent);
   void update_poll();
 
   Proxy& proxy_;
