@@ -300,10 +300,12 @@ bool constant_time_equals(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
-bool Proxy::check_password(std::string_view user, std::string_view pass) const {
+bool Proxy::check_password(std::optional<std::string_view> user, std::string_view pass) const {
   if (config_.requirepass.empty()) return false;
   bool ok = constant_time_equals(pass, config_.requirepass);
-  return ok && user == "default";
+  // AUTH <pass> (a replica with masterauth only) is the password alone;
+  // AUTH <user> <pass> must name --requireuser.
+  return ok && (!user || *user == config_.requireuser);
 }
 
 uint64_t Proxy::psync_floor() const {

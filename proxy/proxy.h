@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -97,7 +98,8 @@ class Proxy {
   // ----- Replica sessions -----
   void session_closed(ReplicaSession* session);
   const std::list<std::unique_ptr<ReplicaSession>>& sessions() const { return sessions_; }
-  bool check_password(std::string_view user, std::string_view pass) const;
+  // user: from AUTH <user> <pass>; nullopt for AUTH <pass>.
+  bool check_password(std::optional<std::string_view> user, std::string_view pass) const;
 
   // INFO text for a section ("" / "default" / "all": server, replication,
   // stats), ROLE reply, /status JSON.

@@ -217,13 +217,24 @@ void ReplicaSession::cmd_auth(const std::vector<std::string>& args) {
     reply(protocol::error_reply("ERR wrong number of arguments for 'auth' command"));
     return;
   }
+  if (proxy_.config().requirepass.empty() && args.size() == 3) {
+    // As Redis's default user with no password: any password is accepted for it.
+    if (args[1] == proxy_.config().requireuser) {
+      authenticated_ = true;
+      reply(protocol::simple_string("OK"));
+    } else {
+      reply(protocol::error_reply("WRONGPASS invalid username-password pair or user is disabled."));
+    }
+    return;
+  }
   if (proxy_.config().requirepass.empty()) {
     reply(protocol::error_reply(
         "ERR AUTH <password> called without any password configured for the default user. "
         "Are you sure your configuration is correct?"));
     return;
   }
-  std::string_view user = args.size() == 3 ? std::string_view(args[1]) : "default";
+  std::optional<std::string_view> user;
+  if (args.size() == 3) user = args[1];
   std::string_view pass = args.back();
   if (proxy_.check_password(user, pass)) {
     authenticated_ = true;

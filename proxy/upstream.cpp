@@ -333,6 +333,10 @@ void Upstream::handle_bytes(const char* data, size_t len) {
           fail("the master sent bytes that are not RESP: " + stream_.error());
           return;
         }
+        if (getack_pending_) {  // answered once the whole feed is counted
+          getack_pending_ = false;
+          if (!stream_failed_) send_ack();
+        }
         if (stream_failed_) {
           fail("cannot append to the replication log in " + proxy_.config().dir);
         }
@@ -558,6 +562,19 @@ void Upstream::on_commit_done(uv_work_t* req, int /*status*/) {
 void Upstream::on_stream(std::string_view bytes, bool at_boundary) {
   if (stream_failed_) return;
   if (!proxy_.append_stream(bytes, at_boundary)) stream_failed_ = true;
+  // REPLCONF GETACK * (a master waiting for WAIT or a failover) wants an ACK
+  // now. It goes on to the replicas too, like the rest of the stream. The
+  // search may also hit a value holding these bytes: that only sends one
+  // more ACK, which is always harmless.
+  static constexpr std::string_view kGetack = "$6\r\nGETACK\r\n";
+  if (mode_ == Mode::kPsync && memmem(bytes.data(), bytes.size(), kGetack.data(), kGetack.size())) {
+    getack_pending_ = true;
+  }
+}
+
+void Upstream::send_ack() {
+  std::string off = std::to_string(master_offset());
+  send("*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$" + std::to_string(off.size()) + "\r\n" + off + "\r\n");
 }
 
 void Upstream::on_upstream_ping() {}
@@ -593,9 +610,7 @@ void Upstream::on_ack_timer(uv_timer_t* t) {
   // Only a master that took PSYNC expects ACKs; a 2.6 master would queue an
   // error reply into the stream.
   if (self->stopped_ || self->state_ != State::kStreaming || self->mode_ != Mode::kPsync) return;
-  std::string off = std::to_string(self->master_offset());
-  self->send("*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$" + std::to_string(off.size()) + "\r\n" + off +
-             "\r\n");
+  self->send_ack();
 }
 
 void Upstream::on_watchdog(uv_timer_t* t) {

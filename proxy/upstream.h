@@ -93,6 +93,7 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   // After the payload reader stopped: true to go on reading the same bytes.
   bool handle_payload_result(protocol::PayloadReader::Status st);
   void resume_stream(const std::string& continue_line);
+  void send_ack();  // REPLCONF ACK <master offset>
   // Logs one line, closes the link, schedules a retry.
   void fail(const std::string& why);
   void finish_transfer(std::string_view rest);
@@ -142,6 +143,7 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   uint64_t pending_offset_ = 0;
   uint64_t partial_resyncs_ = 0;
   uv_timer_t ack_timer_{};
+  bool getack_pending_ = false;
 
   protocol::PayloadReader payload_;
   std::unique_ptr<backlog::SnapshotWriter> writer_;
