@@ -394,7 +394,7 @@ bool Upstream::handle_payload_result(protocol::PayloadReader::Status st) {
       resume_stream(payload_.continue_line());
       return true;
     case Status::kError: {
-      const std::string& err = payload_.error();
+      const std::string err = payload_.error().empty() ? "(an empty error reply)" : payload_.error();
       if (!payload_.error_is_reply()) {
         fail(std::string("bad reply to ") + (psync_sent_ ? "PSYNC: " : "SYNC: ") + err);
         return false;

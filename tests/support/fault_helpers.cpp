@@ -1,0 +1,111 @@
+#include "tests/support/fault_helpers.h"
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "tests/support/proxy.h"
+
+namespace psync::test {
+
+std::string SyncCounters::describe() const {
+    return "sync_full=" + std::to_string(sync_full) + " sync_partial_ok=" + std::to_string(sync_partial_ok) +
+           " sync_partial_err=" + std::to_string(sync_partial_err) +
+           " upstream.sync_count=" + std::to_string(upstream_syncs);
+}
+
+SyncCounters sync_counters(const nlohmann::json& s) {
+    return {json_int(s, "/counters/sync_full"), json_int(s, "/counters/sync_partial_ok"),
+            json_int(s, "/counters/sync_partial_err"), json_int(s, "/upstream/sync_count")};
+}
+
+namespace {
+// The proxy's log lines are "<timestamp> <level> <component> <message>".
+bool is_warn_or_error(const std::string& line) {
+    std::istringstream in(line);
+    std::string when, level;
+    in >> when >> level;
+    for (auto& ch : level) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return level == "error" || level == "warn" || level == "warning";
+}
+}  // namespace
+
+int count_log_lines(const std::string& path, const std::string& needle, bool warn_or_error) {
+    std::ifstream f(path);
+    std::string line;
+    int n = 0;
+    while (std::getline(f, line)) {
+        if (line.find(needle) == std::string::npos) continue;
+        if (warn_or_error && !is_warn_or_error(line)) continue;
+        ++n;
+    }
+    return n;
+}
+
+std::string grep_log(const std::string& path, const std::string& needle, size_t max) {
+    std::ifstream f(path);
+    std::string line, out;
+    size_t n = 0;
+    while (std::getline(f, line) && n < max) {
+        if (line.find(needle) == std::string::npos) continue;
+        out += "  " + line + "\n";
+        ++n;
+    }
+    return out;
+}
+
+long rss_kb(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(f, line)) {
+        if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+    }
+    return -1;
+}
+
+std::vector<std::string> dir_entries(const std::string& dir) {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+int file_mode(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return -1;
+    return static_cast<int>(st.st_mode & 07777);
+}
+
+void set_file_size_limit(pid_t pid, std::optional<uint64_t> bytes) {
+    rlimit cur{};
+    if (::prlimit(pid, RLIMIT_FSIZE, nullptr, &cur) != 0) throw std::runtime_error("prlimit(get) failed");
+    rlimit next = cur;
+    next.rlim_cur = bytes ? static_cast<rlim_t>(*bytes) : cur.rlim_max;
+    if (::prlimit(pid, RLIMIT_FSIZE, &next, nullptr) != 0) throw std::runtime_error("prlimit(set) failed");
+}
+
+ScopedEnv::ScopedEnv(std::string name, const std::string& value) : name_(std::move(name)) {
+    if (const char* v = std::getenv(name_.c_str())) old_ = v;
+    ::setenv(name_.c_str(), value.c_str(), 1);
+}
+
+ScopedEnv::~ScopedEnv() {
+    if (old_) ::setenv(name_.c_str(), old_->c_str(), 1);
+    else ::unsetenv(name_.c_str());
+}
+
+std::string asan_options_for_memory_measurement() {
+    const char* cur = std::getenv("ASAN_OPTIONS");
+    std::string opts = cur ? cur : "";
+    if (!opts.empty()) opts += ":";
+    return opts + "quarantine_size_mb=1:thread_local_quarantine_size_kb=64";
+}
+
+}  // namespace psync::test
