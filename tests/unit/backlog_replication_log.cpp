@@ -14,28 +14,17 @@
 #include <string>
 #include <vector>
 
+#include "tests/unit/backlog_fixtures.h"
 #include "backlog/replication_log.h"
 
 using psync::backlog::LogError;
 using psync::backlog::ReplicationLog;
 using psync::backlog::Span;
 
-namespace {
+using backlog_test::FileSizeLimit;
+using backlog_test::TempDir;
 
-// A fresh directory under /tmp, removed with its contents at the end.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/psync-backlog-XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
+namespace {
 
 std::string seg_name(uint64_t first_offset) {
   char buf[64];
@@ -83,26 +72,6 @@ std::string pattern(uint64_t from, size_t len) {
   for (size_t i = 0; i < len; ++i) s[i] = static_cast<char>('a' + (from + i) % 26);
   return s;
 }
-
-// Lowers RLIMIT_FSIZE (with SIGXFSZ ignored, write() then fails with EFBIG)
-// and restores both when it goes out of scope.
-struct FileSizeLimit {
-  rlimit saved{};
-  struct sigaction saved_action{};
-  explicit FileSizeLimit(rlim_t bytes) {
-    REQUIRE(getrlimit(RLIMIT_FSIZE, &saved) == 0);
-    struct sigaction ignore{};
-    ignore.sa_handler = SIG_IGN;
-    REQUIRE(sigaction(SIGXFSZ, &ignore, &saved_action) == 0);
-    rlimit lowered = saved;
-    lowered.rlim_cur = bytes;
-    REQUIRE(setrlimit(RLIMIT_FSIZE, &lowered) == 0);
-  }
-  ~FileSizeLimit() {
-    setrlimit(RLIMIT_FSIZE, &saved);
-    sigaction(SIGXFSZ, &saved_action, nullptr);
-  }
-};
 
 }  // namespace
 

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <string>
 
+#include "tests/unit/backlog_fixtures.h"
 #include "backlog/snapshot_store.h"
 
 using psync::backlog::clean_data_dir;
@@ -18,22 +19,10 @@ using psync::backlog::LogError;
 using psync::backlog::Snapshot;
 using psync::backlog::SnapshotWriter;
 
-namespace {
+using backlog_test::FileSizeLimit;
+using backlog_test::TempDir;
 
-// A fresh directory under /tmp, removed with its contents at the end.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/psync-snapshot-XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
+namespace {
 
 const std::string kReplid = "8f3c0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b";
 
@@ -53,24 +42,6 @@ std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
-
-struct FileSizeLimit {
-  rlimit saved{};
-  struct sigaction saved_action{};
-  explicit FileSizeLimit(rlim_t bytes) {
-    REQUIRE(getrlimit(RLIMIT_FSIZE, &saved) == 0);
-    struct sigaction ignore{};
-    ignore.sa_handler = SIG_IGN;
-    REQUIRE(sigaction(SIGXFSZ, &ignore, &saved_action) == 0);
-    rlimit lowered = saved;
-    lowered.rlim_cur = bytes;
-    REQUIRE(setrlimit(RLIMIT_FSIZE, &lowered) == 0);
-  }
-  ~FileSizeLimit() {
-    setrlimit(RLIMIT_FSIZE, &saved);
-    sigaction(SIGXFSZ, &saved_action, nullptr);
-  }
-};
 
 }  // namespace
 
