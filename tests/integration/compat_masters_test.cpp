@@ -24,11 +24,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string upper(std::string s) {
-    for (auto& ch : s) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-    return s;
-}
-
 bool named(const Command& cmd, const std::string& name) { return !cmd.empty() && upper(cmd[0]) == name; }
 
 std::string describe(const std::vector<Command>& cmds) {

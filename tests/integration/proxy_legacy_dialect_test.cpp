@@ -16,15 +16,6 @@
 using namespace psync::test;
 using nlohmann::json;
 
-namespace {
-
-std::string upper(std::string s) {
-    for (auto& ch : s) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-    return s;
-}
-
-}  // namespace
-
 TEST_CASE("proxy: Redis 7 replicas of a scripted 2.6 master (inline select and inline PING) end equal") {
     Sandbox sandbox;
     // The "source" is a real server holding what the legacy master holds: it provides the RDB,

@@ -18,11 +18,6 @@
 namespace psync::test {
 namespace {
 
-std::string upper(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::toupper(c); });
-    return s;
-}
-
 // Parses one command from the front of buf. Returns true and sets `consumed` when a full
 // command (or a bare empty line, giving an empty `out`) is available.
 bool parse_command(const std::string& buf, Command& out, size_t& consumed) {

@@ -19,11 +19,6 @@
 namespace psync::test {
 namespace {
 
-std::string upper(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::toupper(c); });
-    return s;
-}
-
 std::string printable(std::string_view s, size_t max = 120) {
     std::string out;
     for (unsigned char c : s.substr(0, max)) {

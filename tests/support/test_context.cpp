@@ -1,5 +1,7 @@
 #include "tests/support/test_context.h"
 
+#include <cctype>
+
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -92,6 +94,11 @@ int64_t unix_time_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
         .count();
+}
+
+std::string upper(std::string s) {
+    for (auto& ch : s) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    return s;
 }
 
 }  // namespace psync::test

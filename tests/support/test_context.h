@@ -34,4 +34,7 @@ double seconds_since(Clock::time_point start);
 // Milliseconds since the Unix epoch (wall clock, for TTL comparisons).
 int64_t unix_time_ms();
 
+// ASCII upper case (command names).
+std::string upper(std::string s);
+
 }  // namespace psync::test
