@@ -60,21 +60,6 @@ void check_data_dir_clean(const ProxyProcess& proxy, const json& status) {
                   "the snapshot file is not the size /status gives");
 }
 
-// Letters and digits that the RDB's LZF compression cannot shrink (so a snapshot has the size
-// it seems).
-constexpr char kAlnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-std::string incompressible(size_t n, uint64_t seed) {
-    std::string v(n, '\0');
-    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (auto& ch : v) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        ch = kAlnum[x % 62];
-    }
-    return v;
-}
-
 bool connect_refused(int port) {
     try {
         RedisClient::connect(port, 1.0).command({"PING"});
@@ -224,12 +209,7 @@ TEST_CASE("faults: a full data directory: a clear error in the log and /status, 
 
 TEST_CASE("faults: SIGTERM with replicas online, one mid-transfer, under writes: exit 0 within a few seconds") {
     ProxiedCluster c;
-    {
-        RedisClient m = c.master.client();
-        std::vector<Command> cmds;
-        for (int i = 0; i < 100; ++i) cmds.push_back({"SET", "big:" + std::to_string(i), incompressible(10000, i)});
-        m.must_pipeline(cmds);
-    }
+    fill_big_values(c.master, 100, 10000);
     c.start(1);
     TcpRelay relay(c.proxy->port());
     relay.set_downstream_rate(100'000);  // a 1 MB snapshot takes 10 s: still in transfer

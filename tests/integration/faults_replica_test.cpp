@@ -84,21 +84,6 @@ private:
     std::thread thread_;
 };
 
-// Letters and digits that the RDB's LZF compression cannot shrink (so a snapshot has the size
-// it seems).
-constexpr char kAlnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-std::string incompressible(size_t n, uint64_t seed) {
-    std::string s(n, '\0');
-    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (auto& c : s) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        c = kAlnum[x % 62];
-    }
-    return s;
-}
-
 }  // namespace
 
 TEST_CASE("faults: a replica killed with SIGKILL mid-stream comes back with one full resync from the proxy") {
@@ -142,13 +127,8 @@ TEST_CASE("faults: a replica killed with SIGKILL mid-stream comes back with one 
 
 TEST_CASE("faults: a replica killed with SIGKILL mid-RDB-transfer does not disturb another one reading the same snapshot") {
     ProxiedCluster c;
-    {
-        // About 6 MB of snapshot (more than socket buffers hold), sent at 2 MB/s.
-        RedisClient m = c.master.client();
-        std::vector<Command> cmds;
-        for (int i = 0; i < 600; ++i) cmds.push_back({"SET", "big:" + std::to_string(i), incompressible(10000, i)});
-        m.must_pipeline(cmds);
-    }
+    // About 6 MB of snapshot (more than socket buffers hold), sent at 2 MB/s.
+    fill_big_values(c.master, 600, 10000);
     c.start(0);
     const json first = c.proxy->status();
     const int64_t snapshot_bytes = json_int(first, "/snapshot/bytes");

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "tests/support/cluster.h"
+#include "tests/support/fault_helpers.h"
 #include "tests/support/http.h"
 #include "tests/support/keyspace.h"
 #include "tests/support/test_context.h"
@@ -16,24 +17,6 @@ using nlohmann::json;
 
 namespace {
 
-struct Counters {
-    int64_t sync_full = 0;
-    int64_t sync_partial_ok = 0;
-    int64_t sync_partial_err = 0;
-    int64_t upstream_syncs = 0;
-};
-
-Counters counters(const json& status) {
-    return {json_int(status, "/counters/sync_full"), json_int(status, "/counters/sync_partial_ok"),
-            json_int(status, "/counters/sync_partial_err"), json_int(status, "/upstream/sync_count")};
-}
-
-std::string describe(const Counters& c) {
-    return "sync_full=" + std::to_string(c.sync_full) + " sync_partial_ok=" + std::to_string(c.sync_partial_ok) +
-           " sync_partial_err=" + std::to_string(c.sync_partial_err) +
-           " upstream sync_count=" + std::to_string(c.upstream_syncs);
-}
-
 int64_t master_sync_full(const RedisServer& master) { return master.info_int("stats", "sync_full"); }
 
 // Waits until the proxy counted `partial_ok` partial resyncs and lists `replica` as online.
@@ -41,7 +24,7 @@ json wait_partial_resync(const ProxyProcess& proxy, const RedisServer& replica, 
     return proxy.wait_status(replica.name() + " back online after a partial resync (sync_partial_ok " +
                                  std::to_string(partial_ok) + ")",
                              30, [&](const json& s, std::string& state) {
-                                 state = describe(counters(s)) + ", replica entry: " +
+                                 state = sync_counters(s).describe() + ", replica entry: " +
                                          find_replica(s, replica.port()).dump();
                                  return json_int(s, "/counters/sync_partial_ok") >= partial_ok &&
                                         replica_field(s, replica.port(), "state") == "online";
@@ -106,7 +89,7 @@ TEST_CASE("proxy: two Redis 7 replicas of a SYNC-only master converge in dbs 0 1
         }
         return all;
     });
-    CHECK(counters(c.proxy->status()).sync_full == 2);
+    CHECK(sync_counters(c.proxy->status()).sync_full == 2);
     CHECK(master_sync_full(c.master) == 1);
 
     check_clean_shutdown(*c.proxy);
@@ -116,7 +99,7 @@ TEST_CASE("proxy: a replica whose master link is killed under writes resumes wit
     ProxiedCluster c;
     c.start(2);
     RedisServer& replica = *c.replicas[0];
-    const Counters before = counters(c.proxy->status());
+    const SyncCounters before = sync_counters(c.proxy->status());
     const int64_t master_full_before = master_sync_full(c.master);
     const std::string replid = replica.info_field("replication", "master_replid");
 
@@ -138,9 +121,9 @@ TEST_CASE("proxy: a replica whose master link is killed under writes resumes wit
 
     c.wait_replicas_equal();
     s = c.proxy->status();
-    const Counters after = counters(s);
-    CHECK_MESSAGE(after.sync_partial_ok == before.sync_partial_ok + 1, describe(before) << " -> " << describe(after));
-    CHECK_MESSAGE(after.sync_full == before.sync_full, describe(before) << " -> " << describe(after));
+    const SyncCounters after = sync_counters(s);
+    CHECK_MESSAGE(after.sync_partial_ok == before.sync_partial_ok + 1, before.describe() << " -> " << after.describe());
+    CHECK_MESSAGE(after.sync_full == before.sync_full, before.describe() << " -> " << after.describe());
     CHECK(after.upstream_syncs == before.upstream_syncs);
     CHECK(replica_field(s, replica.port(), "sync") == "partial");
     CHECK(master_sync_full(c.master) == master_full_before);
@@ -155,7 +138,7 @@ TEST_CASE("proxy: a replica restarted with SHUTDOWN SAVE comes back with a parti
     ProxiedCluster c;
     c.start(2);
     RedisServer& replica = *c.replicas[0];
-    const Counters before = counters(c.proxy->status());
+    const SyncCounters before = sync_counters(c.proxy->status());
     const int64_t master_full_before = master_sync_full(c.master);
     const std::string replid = replica.info_field("replication", "master_replid");
 
@@ -173,9 +156,9 @@ TEST_CASE("proxy: a replica restarted with SHUTDOWN SAVE comes back with a parti
 
     c.wait_replicas_equal();
     json s = c.proxy->status();
-    const Counters after = counters(s);
-    CHECK_MESSAGE(after.sync_partial_ok == before.sync_partial_ok + 1, describe(before) << " -> " << describe(after));
-    CHECK_MESSAGE(after.sync_full == before.sync_full, describe(before) << " -> " << describe(after));
+    const SyncCounters after = sync_counters(s);
+    CHECK_MESSAGE(after.sync_partial_ok == before.sync_partial_ok + 1, before.describe() << " -> " << after.describe());
+    CHECK_MESSAGE(after.sync_full == before.sync_full, before.describe() << " -> " << after.describe());
     CHECK(replica_field(s, replica.port(), "sync") == "partial");
     CHECK(master_sync_full(c.master) == master_full_before);
     check_replica_link(replica, *c.proxy, replid);
@@ -192,7 +175,7 @@ TEST_CASE("proxy: a replica joining later gets a full resync from the proxy's sn
     write_burst(m, ProxiedCluster::kDbs, 1);  // data after the snapshot: the newcomer needs snapshot + log
     c.wait_replicas_equal();
     json s = c.proxy->status();
-    const Counters before = counters(s);
+    const SyncCounters before = sync_counters(s);
     const int64_t snapshot_offset = json_int(s, "/snapshot/offset");
     const int64_t master_full_before = master_sync_full(c.master);
 
@@ -202,8 +185,8 @@ TEST_CASE("proxy: a replica joining later gets a full resync from the proxy's sn
     c.wait_replicas_equal();
 
     s = c.proxy->status();
-    const Counters after = counters(s);
-    CHECK_MESSAGE(after.sync_full == before.sync_full + 1, describe(before) << " -> " << describe(after));
+    const SyncCounters after = sync_counters(s);
+    CHECK_MESSAGE(after.sync_full == before.sync_full + 1, before.describe() << " -> " << after.describe());
     CHECK(after.upstream_syncs == before.upstream_syncs);
     CHECK(json_int(s, "/snapshot/offset") == snapshot_offset);
     CHECK(replica_field(s, late.port(), "sync") == "full");
@@ -222,7 +205,7 @@ TEST_CASE("proxy: after the master restarts the proxy re-syncs and moves its rep
     write_burst(m, ProxiedCluster::kDbs, 1);
     c.wait_replicas_equal();
     json s = c.proxy->status();
-    const Counters before = counters(s);
+    const SyncCounters before = sync_counters(s);
     const std::string old_replid = json_str(s, "/proxy/replid");
     const int64_t old_offset = json_int(s, "/proxy/offset");
 
@@ -238,7 +221,7 @@ TEST_CASE("proxy: after the master restarts the proxy re-syncs and moves its rep
 
     s = c.proxy->wait_status("a new snapshot from the restarted master, with a new replid", 60,
                              [&](const json& st, std::string& state) {
-                                 state = describe(counters(st));
+                                 state = sync_counters(st).describe();
                                  const std::string replid = json_str(st, "/proxy/replid");
                                  return json_int(st, "/upstream/sync_count") > before.upstream_syncs &&
                                         is_replid(replid) && replid != old_replid && st.at("snapshot").is_object() &&
@@ -265,8 +248,8 @@ TEST_CASE("proxy: after the master restarts the proxy re-syncs and moves its rep
     c.wait_replicas_equal();
 
     s = c.proxy->status();
-    const Counters after = counters(s);
-    CHECK_MESSAGE(after.sync_full >= before.sync_full + 2, describe(before) << " -> " << describe(after));
+    const SyncCounters after = sync_counters(s);
+    CHECK_MESSAGE(after.sync_full >= before.sync_full + 2, before.describe() << " -> " << after.describe());
     for (auto& r : c.replicas) {
         CHECK_MESSAGE(replica_field(s, r->port(), "state") == "online", r->name() << ": " << s.dump());
         check_replica_link(*r, *c.proxy, new_replid);

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "tests/support/proxy.h"
+#include "tests/support/redis_server.h"
 
 namespace psync::test {
 
@@ -106,6 +107,28 @@ std::string asan_options_for_memory_measurement() {
     std::string opts = cur ? cur : "";
     if (!opts.empty()) opts += ":";
     return opts + "quarantine_size_mb=1:thread_local_quarantine_size_kb=64";
+}
+
+std::string incompressible(size_t n, uint64_t seed) {
+    static constexpr char kAlnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    std::string v(n, '\0');
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (auto& ch : v) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ch = kAlnum[x % 62];
+    }
+    return v;
+}
+
+void fill_big_values(const RedisServer& server, int count, size_t size) {
+    RedisClient m = server.client();
+    std::vector<Command> cmds;
+    for (int i = 0; i < count; ++i) {
+        cmds.push_back({"SET", "big:" + std::to_string(i), incompressible(size, static_cast<uint64_t>(i))});
+    }
+    m.must_pipeline(cmds);
 }
 
 }  // namespace psync::test

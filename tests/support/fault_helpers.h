@@ -13,6 +13,13 @@
 namespace psync::test {
 
 class ProxyProcess;
+class RedisServer;
+
+// n letters and digits, a function of seed, that the RDB's LZF compression cannot shrink
+// (so a snapshot has the size it seems).
+std::string incompressible(size_t n, uint64_t seed);
+// SETs big:0 .. big:<count-1> to incompressible values of `size` bytes on `server`.
+void fill_big_values(const RedisServer& server, int count, size_t size);
 
 // The proxy's sync counters at one moment (from /status).
 struct SyncCounters {
