@@ -61,6 +61,11 @@ std::string label(const char* key, const std::string& value) {
   return std::string(key) + "=\"" + escape_label(value) + "\"";
 }
 
+// Replicas are labelled by address and listening port: stable across reconnects.
+std::string replica_label(const ReplicaSession& s) {
+  return label("replica", s.ip() + ":" + std::to_string(s.listening_port()));
+}
+
 }  // namespace
 
 std::string Proxy::metrics_text() const {
@@ -120,10 +125,9 @@ std::string Proxy::metrics_text() const {
 
   // Replicas, labelled by address and listening port.
   w.family("psync_proxy_replica_state", "gauge", "Each replica's state (1 for the current one).");
-  std::string acked, lag_bytes, lag_seconds;
   for (const auto& s : sessions_) {
     if (s->closing() || !s->replicating()) continue;
-    std::string who = label("replica", s->ip() + ":" + std::to_string(s->listening_port()));
+    std::string who = replica_label(*s);
     for (auto st : {ReplicaSession::State::kWaitBgsave, ReplicaSession::State::kSendBulk,
                     ReplicaSession::State::kOnline}) {
       w.sample("psync_proxy_replica_state", s->state() == st ? 1 : 0,
@@ -134,21 +138,19 @@ std::string Proxy::metrics_text() const {
   for (const auto& s : sessions_) {
     if (s->closing() || !s->replicating()) continue;
     w.sample("psync_proxy_replica_acked_offset_bytes", static_cast<double>(s->acked_offset()),
-             label("replica", s->ip() + ":" + std::to_string(s->listening_port())));
+             replica_label(*s));
   }
   w.family("psync_proxy_replica_lag_bytes", "gauge", "Bytes each online replica has not acknowledged yet.");
   for (const auto& s : sessions_) {
     if (s->closing() || s->state() != ReplicaSession::State::kOnline) continue;
-    auto ack = static_cast<uint64_t>(std::max<int64_t>(s->acked_offset(), 0));
-    w.sample("psync_proxy_replica_lag_bytes", visible_end_ > ack ? d(visible_end_ - ack) : 0,
-             label("replica", s->ip() + ":" + std::to_string(s->listening_port())));
+    w.sample("psync_proxy_replica_lag_bytes", d(lag_bytes(*s)), replica_label(*s));
   }
   w.family("psync_proxy_replica_lag_seconds", "gauge", "Seconds since each online replica's last ACK.");
   for (const auto& s : sessions_) {
     if (s->closing() || s->state() != ReplicaSession::State::kOnline) continue;
     double lag = s->seconds_since_ack();
     w.sample("psync_proxy_replica_lag_seconds", lag < 0 ? 0 : lag,
-             label("replica", s->ip() + ":" + std::to_string(s->listening_port())));
+             replica_label(*s));
   }
 
   // Counters.

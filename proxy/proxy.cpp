@@ -393,6 +393,12 @@ void Proxy::begin_lineage(std::shared_ptr<backlog::Snapshot> snapshot) {
   }
 }
 
+uint64_t Proxy::lag_bytes(const ReplicaSession& s) const {
+  if (s.state() != ReplicaSession::State::kOnline) return 0;
+  auto acked = static_cast<uint64_t>(std::max<int64_t>(s.acked_offset(), 0));
+  return visible_end_ > acked ? visible_end_ - acked : 0;
+}
+
 void Proxy::notify_sessions() {
   for (auto& s : sessions_) s->on_log_grew();
 }
@@ -561,18 +567,13 @@ std::string Proxy::status_json() const {
   json replicas = json::array();
   for (const auto& s : sessions_) {
     if (s->closing()) continue;
-    uint64_t lag_bytes = 0;
-    if (s->state() == ReplicaSession::State::kOnline) {
-      auto acked = static_cast<uint64_t>(std::max<int64_t>(s->acked_offset(), 0));
-      lag_bytes = visible_end_ > acked ? visible_end_ - acked : 0;
-    }
     json r = {{"address", s->address()},
               {"listening_port", s->listening_port()},
               {"state", ReplicaSession::state_name(s->state())},
               {"sync", ReplicaSession::sync_name(s->sync_kind())},
               {"acked_offset", s->acked_offset()},
               {"sent_offset", s->cursor() == 0 ? 0 : s->cursor() - 1},
-              {"lag_bytes", lag_bytes},
+              {"lag_bytes", lag_bytes(*s)},
               {"lag_seconds", seconds_or_null(s->seconds_since_ack())}};
     if (s->state() == ReplicaSession::State::kSendBulk && snapshot_) {
       r["bulk_bytes_sent"] = s->bulk_sent();

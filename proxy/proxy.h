@@ -114,6 +114,8 @@ class Proxy {
   static void on_ping_timer(uv_timer_t* t);
   static void on_keepalive_timer(uv_timer_t* t);
   void accept_replicas();
+  // Bytes an online replica has not acknowledged yet (0 for the others).
+  uint64_t lag_bytes(const ReplicaSession& s) const;
   void refuse(int fd, const std::string& ip, int port, const std::string& reply, const std::string& why,
               uint64_t& reason_counter);
   void notify_sessions();

@@ -261,11 +261,9 @@ void ReplicaSession::cmd_replconf(const std::vector<std::string>& args) {
         return;
       }
       listening_port_ = static_cast<int>(*p);
-    } else if (iequals(opt, "ip-address")) {
-      announced_ip_ = val.substr(0, 64);
     } else if (iequals(opt, "capa")) {
+      // "eof" is ignored: snapshots always go out as $<len> (see PROTOCOL.md).
       if (iequals(val, "psync2")) capa_psync2_ = true;
-      if (iequals(val, "eof")) capa_eof_ = true;
     } else if (iequals(opt, "ack")) {
       // REPLCONF ACK <offset> [FACK <aofoffset>]: never answered.
       auto off = protocol::parse_i64(val);
@@ -284,7 +282,7 @@ void ReplicaSession::cmd_replconf(const std::vector<std::string>& args) {
       }
       rdb_only_ = *v == 1;
     }
-    // Other options (rdb-filter-only ...) are accepted and ignored.
+    // Other options (ip-address, rdb-filter-only ...) are accepted and ignored.
   }
   reply(protocol::simple_string("OK"));
 }
@@ -355,7 +353,6 @@ void ReplicaSession::start_full_resync(bool psync) {
   bulk_ = snap;
   bulk_sent_ = 0;
   cursor_ = snap->offset() + 1;
-  lineage_replid_ = proxy_.replid();
   state_ = State::kSendBulk;
   sync_kind_ = SyncKind::kFull;
   proxy_.counters().sync_full++;
@@ -369,7 +366,6 @@ void ReplicaSession::start_partial_resync(uint64_t offset) {
   std::string line = capa_psync2_ ? "+CONTINUE " + proxy_.replid() + "\r\n" : "+CONTINUE\r\n";
   out_ += line;
   cursor_ = offset;
-  lineage_replid_ = proxy_.replid();
   state_ = State::kOnline;
   sync_kind_ = SyncKind::kPartial;
   acked_offset_ = static_cast<int64_t>(offset) - 1;

@@ -62,7 +62,6 @@ class ReplicaSession {
   // Seconds since the last REPLCONF ACK (or since it went online); -1: never.
   double seconds_since_ack() const;
   uint64_t cursor() const { return cursor_; }
-  const std::string& lineage() const { return lineage_replid_; }
   uint64_t bulk_sent() const { return bulk_sent_; }
 
   static const char* state_name(State s);
@@ -110,17 +109,13 @@ class ReplicaSession {
   SyncKind sync_kind_ = SyncKind::kNone;
   bool authenticated_ = false;
   bool capa_psync2_ = false;
-  bool capa_eof_ = false;
   bool rdb_only_ = false;
   bool sent_psync_ = false;  // SYNC clients that came through PSYNC: no +FULLRESYNC line
   int listening_port_ = 0;
-  std::string announced_ip_;
 
   std::shared_ptr<backlog::Snapshot> bulk_;  // the snapshot being sent
-  uint64_t bulk_header_len_ = 0;
   uint64_t bulk_sent_ = 0;
   uint64_t cursor_ = 0;       // next log offset to send
-  std::string lineage_replid_;
   int64_t acked_offset_ = 0;
   uint64_t last_ack_ms_ = 0;
 };
