@@ -424,6 +424,12 @@ bool Upstream::handle_payload_result(protocol::PayloadReader::Status st) {
   return false;
 }
 
+void Upstream::start_stream() {
+  commands_before_ += stream_.commands();  // keeps the command total monotonic
+  stream_.reset();
+  stream_failed_ = false;
+}
+
 void Upstream::resume_stream(const std::string& continue_line) {
   // "CONTINUE" (2.8) or "CONTINUE <new replid>" (4.0+, after a failover or
   // restart of the master): the bytes from our offset follow.
@@ -438,9 +444,7 @@ void Upstream::resume_stream(const std::string& continue_line) {
     master_replid_.assign(rest);
   }
   master_base_ = resume_from;
-  commands_before_ += stream_.commands();
-  stream_.reset();
-  stream_failed_ = false;
+  start_stream();
   mode_ = Mode::kPsync;
   state_ = State::kStreaming;
   attempts_ = 0;
@@ -548,9 +552,7 @@ void Upstream::on_commit_done(uv_work_t* req, int /*status*/) {
   self->proxy_.begin_lineage(std::move(c->snapshot));
   self->state_ = State::kStreaming;
   self->last_byte_ms_ = now_ms();
-  self->commands_before_ += self->stream_.commands();
-  self->stream_.reset();
-  self->stream_failed_ = false;
+  self->start_stream();
   LOG_INFO(kComponent, "in sync with the master at %s: streaming",
            self->proxy_.config().upstream.str().c_str());
   std::string held = std::move(self->held_stream_);

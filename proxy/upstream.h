@@ -93,6 +93,8 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   // After the payload reader stopped: true to go on reading the same bytes.
   bool handle_payload_result(protocol::PayloadReader::Status st);
   void resume_stream(const std::string& continue_line);
+  // A fresh normalizer for the stream that starts now (after a transfer or a +CONTINUE).
+  void start_stream();
   void send_ack();  // REPLCONF ACK <master offset>
   // Logs one line, closes the link, schedules a retry.
   void fail(const std::string& why);
