@@ -51,7 +51,7 @@ void remove_segment_files(const std::string& dir) {
 
 }  // namespace
 
-Segment::~Segment() {
+OpenFile::~OpenFile() {
   if (fd >= 0) close(fd);
 }
 
@@ -60,7 +60,7 @@ ReplicationLog::ReplicationLog(std::string dir, uint64_t segment_bytes)
 
 void ReplicationLog::reset(uint64_t next_offset) {
   if (next_offset == 0) throw std::invalid_argument("ReplicationLog::reset: offset 0");
-  // Readers holding a Span keep their Segment (and its fd) until they let go.
+  // Readers holding a Span keep their file open until they let go.
   segments_.clear();
   next_offset_ = next_offset;
   remove_segment_files(dir_);
@@ -70,8 +70,12 @@ void ReplicationLog::open_segment(uint64_t first_offset) {
   auto seg = std::make_shared<Segment>();
   seg->first_offset = first_offset;
   seg->path = segment_path(dir_, first_offset);
-  seg->fd = open(seg->path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (seg->fd < 0) fail(seg->path, "open", errno);
+  int fd = open(seg->path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) fail(seg->path, "open", errno);
+  seg->file = std::make_shared<OpenFile>(fd);
+  // The segment written so far is only read from now on: reopened when a
+  // reader needs it.
+  if (!segments_.empty()) segments_.back()->file.reset();
   segments_.push_back(std::move(seg));
 }
 
@@ -80,15 +84,19 @@ void ReplicationLog::open_segment(uint64_t first_offset) {
 void ReplicationLog::append(std::string_view bytes) {
   if (bytes.empty()) return;
   bool opened = false;
-  if (segments_.empty() || segments_.back()->size >= segment_bytes_) {
+  // A last segment with no file is one truncate_to() could not reopen for
+  // writing: the bytes go to a new segment.
+  if (segments_.empty() || segments_.back()->size >= segment_bytes_ || !segments_.back()->file) {
     open_segment(next_offset_);
     opened = true;
   }
   Segment& seg = *segments_.back();
+  const int fd = seg.file->fd;
 
   size_t done = 0;
   while (done < bytes.size()) {
-    ssize_t n = ::write(seg.fd, bytes.data() + done, bytes.size() - done);
+    ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done,
+                         static_cast<off_t>(seg.size + done));
     if (n > 0) {
       done += static_cast<size_t>(n);
       continue;
@@ -101,19 +109,41 @@ void ReplicationLog::append(std::string_view bytes) {
       // The segment was created for these bytes: remove it altogether.
       unlink(path.c_str());
       segments_.pop_back();
-    } else {
-      // Drop the partial bytes. The fd position goes back too, so even if
-      // ftruncate failed, readers stop at seg.size and the next append
-      // overwrites what lies past it.
-      if (ftruncate(seg.fd, static_cast<off_t>(seg.size)) != 0) {
-        what += " (and ftruncate: " + std::string(std::strerror(errno)) + ")";
-      }
-      lseek(seg.fd, static_cast<off_t>(seg.size), SEEK_SET);
+    } else if (ftruncate(fd, static_cast<off_t>(seg.size)) != 0) {
+      // Harmless if it fails: the partial bytes lie past seg.size (see the
+      // invariant in the header).
+      what += " (and ftruncate: " + std::string(std::strerror(errno)) + ")";
     }
     fail(path, what.c_str(), err);
   }
   seg.size += bytes.size();
   next_offset_ += bytes.size();
+}
+
+size_t ReplicationLog::open_files() const {
+  size_t n = 0;
+  for (const auto& seg : segments_) n += seg->file ? 1 : 0;
+  return n;
+}
+
+const std::shared_ptr<OpenFile>& ReplicationLog::file_for_read(Segment& seg) const {
+  seg.last_read = ++read_clock_;
+  if (seg.file) return seg.file;
+  int fd = open(seg.path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(seg.path, "open", errno);
+  seg.file = std::make_shared<OpenFile>(fd);
+  // Bound the read files: close the least recently read one (never the
+  // segment being written, never this one). A Span holding it keeps its fd.
+  size_t open_readers = 0;
+  Segment* oldest = nullptr;
+  for (size_t i = 0; i + 1 < segments_.size(); ++i) {
+    Segment* s = segments_[i].get();
+    if (!s->file) continue;
+    ++open_readers;
+    if (s != &seg && (oldest == nullptr || s->last_read < oldest->last_read)) oldest = s;
+  }
+  if (open_readers > kMaxReadFiles && oldest != nullptr) oldest->file.reset();
+  return seg.file;
 }
 
 uint64_t ReplicationLog::first_offset() const {
@@ -136,9 +166,9 @@ Span ReplicationLog::span(uint64_t offset, size_t max_len) const {
   if (offset == next_offset_) {
     if (!segments_.empty()) {
       const auto& last = segments_.back();
-      result.fd = last->fd;
+      result.file = file_for_read(*last);
+      result.fd = result.file->fd;
       result.file_pos = last->size;
-      result.segment = last;
     }
     return result;
   }
@@ -149,10 +179,10 @@ Span ReplicationLog::span(uint64_t offset, size_t max_len) const {
       [](uint64_t off, const std::shared_ptr<Segment>& seg) { return off < seg->first_offset; });
   const auto& seg = *std::prev(it);
   uint64_t pos = offset - seg->first_offset;
-  result.fd = seg->fd;
+  result.file = file_for_read(*seg);
+  result.fd = result.file->fd;
   result.file_pos = pos;
   result.len = static_cast<size_t>(std::min<uint64_t>(max_len, seg->size - pos));
-  result.segment = seg;
   return result;
 }
 
@@ -166,8 +196,8 @@ size_t ReplicationLog::read(uint64_t offset, char* out, size_t len) const {
     while (got < s.len) {
       ssize_t n = pread(s.fd, out + done + got, s.len - got, static_cast<off_t>(s.file_pos + got));
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) fail(s.segment->path, "pread", errno);
-      if (n == 0) throw LogError(s.segment->path + ": pread: unexpected end of file");
+      if (n < 0) fail(dir_ + "/log-*.seg", "pread", errno);
+      if (n == 0) throw LogError(dir_ + ": pread of a log segment: unexpected end of file");
       got += static_cast<size_t>(n);
     }
     done += got;
@@ -175,29 +205,48 @@ size_t ReplicationLog::read(uint64_t offset, char* out, size_t len) const {
   return done;
 }
 
-void ReplicationLog::truncate_to(uint64_t new_next_offset) {
+std::string ReplicationLog::truncate_to(uint64_t new_next_offset) {
   if (new_next_offset < first_offset() || new_next_offset > next_offset_) {
     throw std::out_of_range("replication log: cannot truncate to " + std::to_string(new_next_offset) +
                             " outside [" + std::to_string(first_offset()) + ", " +
                             std::to_string(next_offset_) + "]");
   }
-  // Whole segments that start at or after the new end go; the one that holds
-  // the new end is cut (it may become empty and stay as the segment written to).
+  // The cut is made in memory first: from here on no reader is given a byte
+  // at or past new_next_offset and the next append writes at it, whatever the
+  // files say. Whole segments that start at or after the new end go; the one
+  // that holds the new end is cut (it may become empty and stay as the
+  // segment written to).
+  std::string problems;
+  auto note = [&problems](const std::string& path, const char* what) {
+    problems += (problems.empty() ? "" : "; ") + path + ": " + what + ": " + std::strerror(errno);
+  };
+  next_offset_ = new_next_offset;
+  bool last_changed = false;
   while (segments_.size() > 1 && segments_.back()->first_offset >= new_next_offset) {
-    const Segment& back = *segments_.back();
-    if (unlink(back.path.c_str()) != 0 && errno != ENOENT) fail(back.path, "unlink", errno);
+    std::string path = segments_.back()->path;
     segments_.pop_back();
+    last_changed = true;
+    if (unlink(path.c_str()) != 0 && errno != ENOENT) note(path, "unlink");
   }
   if (!segments_.empty()) {
     Segment& seg = *segments_.back();
     uint64_t keep = new_next_offset - seg.first_offset;
-    if (keep < seg.size) {
-      if (ftruncate(seg.fd, static_cast<off_t>(keep)) != 0) fail(seg.path, "ftruncate", errno);
-      lseek(seg.fd, static_cast<off_t>(keep), SEEK_SET);
-      seg.size = keep;
+    if (keep < seg.size) seg.size = keep;
+    if (last_changed) {
+      // It becomes the segment written to again: its file (if open) may be a
+      // read-only one.
+      seg.file.reset();
+      int fd = open(seg.path.c_str(), O_RDWR | O_CLOEXEC);
+      if (fd >= 0) {
+        seg.file = std::make_shared<OpenFile>(fd);
+      } else {
+        note(seg.path, "open");  // append() starts a new segment instead
+      }
     }
+    if (seg.file && ftruncate(seg.file->fd, static_cast<off_t>(seg.size)) != 0) note(seg.path, "ftruncate");
+    if (!seg.file && seg.size == 0) segments_.pop_back();
   }
-  next_offset_ = new_next_offset;
+  return problems;
 }
 
 void ReplicationLog::trim_before(uint64_t keep_from) {

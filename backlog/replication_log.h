@@ -21,22 +21,34 @@ class LogError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// One segment file. Held by shared_ptr: a reader keeps it (and its open fd)
-// alive while it sends from it, even after trim_before() unlinked the file.
-struct Segment {
-  uint64_t first_offset = 0;  // offset of the segment's first byte
-  uint64_t size = 0;          // bytes written to it
-  int fd = -1;                // O_RDWR, closed by the destructor
-  std::string path;
-  ~Segment();
+// An open file descriptor, closed when the last holder lets go.
+struct OpenFile {
+  int fd = -1;
+  explicit OpenFile(int f) : fd(f) {}
+  ~OpenFile();
+  OpenFile(const OpenFile&) = delete;
+  OpenFile& operator=(const OpenFile&) = delete;
 };
 
-// A contiguous run of log bytes inside one segment file.
+// One segment file. Its descriptor is open only while the segment is written
+// (the last segment) or recently read (at most kMaxReadFiles others, least
+// recently read closed first): a lineage of any length holds a few fds, not
+// one per segment.
+struct Segment {
+  uint64_t first_offset = 0;  // offset of the segment's first byte
+  uint64_t size = 0;          // bytes of the log in it; the file may be longer (see append)
+  std::string path;
+  std::shared_ptr<OpenFile> file;  // null while closed
+  uint64_t last_read = 0;          // the log's read clock when last opened for a span
+};
+
+// A contiguous run of log bytes inside one segment file. The Span holds the
+// file open: a reader can send from it even after trim_before() unlinked it.
 struct Span {
   int fd = -1;
   uint64_t file_pos = 0;
   size_t len = 0;
-  std::shared_ptr<const Segment> segment;  // keeps fd valid while in use
+  std::shared_ptr<const OpenFile> file;  // keeps fd valid while in use
 };
 
 class ReplicationLog {
@@ -53,8 +65,15 @@ class ReplicationLog {
   void reset(uint64_t next_offset);
 
   // Appends bytes. Throws LogError on a failed write (ENOSPC, EIO ...); then
-  // nothing of these bytes is visible (last_offset() unchanged, the file
-  // truncated back).
+  // nothing of these bytes is in the log (last_offset() unchanged; the file is
+  // truncated back where that works).
+  //
+  // Invariant: the log is [first_offset(), last_offset()] and nothing else.
+  // Bytes of a file past its segment's size are junk that no reader is ever
+  // given (spans stop at size) and that the next append overwrites (writes go
+  // to an explicit position, never "the end of the file"). So neither a failed
+  // write nor a failed ftruncate can leave bytes in the log that were not
+  // appended whole.
   void append(std::string_view bytes);
 
   uint64_t first_offset() const;  // first retained byte; last_offset()+1 when empty
@@ -66,7 +85,8 @@ class ReplicationLog {
   bool contains(uint64_t offset) const;
 
   // Up to max_len bytes starting at offset, all inside one segment; len 0 when
-  // offset == next_offset(). Throws std::out_of_range unless contains(offset).
+  // offset == next_offset(). Throws std::out_of_range unless contains(offset),
+  // LogError when the segment file cannot be opened.
   Span span(uint64_t offset, size_t max_len) const;
 
   // Copies up to len bytes starting at offset into out; returns the count.
@@ -74,11 +94,13 @@ class ReplicationLog {
   size_t read(uint64_t offset, char* out, size_t len) const;
 
   // Drops every byte at or after new_next_offset: next_offset() becomes
-  // new_next_offset. Used to take back the unfinished command a lost link
-  // left at the end (readers are never shown such bytes). Throws
-  // std::out_of_range unless first_offset() <= new_next_offset <= next_offset(),
-  // LogError on an I/O failure.
-  void truncate_to(uint64_t new_next_offset);
+  // new_next_offset. Used to take back what was appended but never committed
+  // (readers are never shown such bytes). Throws std::out_of_range unless
+  // first_offset() <= new_next_offset <= next_offset(). The cut itself cannot
+  // fail (see append); tidying the files (ftruncate, unlink of whole segments
+  // past the cut) is best effort: the returned text says what failed, "" when
+  // all went well.
+  [[nodiscard]] std::string truncate_to(uint64_t new_next_offset);
 
   // Deletes whole segments all of whose bytes are below keep_from. The
   // segment being written is never deleted.
@@ -86,15 +108,24 @@ class ReplicationLog {
 
   uint64_t bytes_on_disk() const;
   size_t segment_count() const { return segments_.size(); }
+  // Segment files held open by the log itself (spans may hold more).
+  size_t open_files() const;
   const std::string& dir() const { return dir_; }
+
+  // Segments other than the one written that stay open after a read.
+  static constexpr size_t kMaxReadFiles = 8;
 
  private:
   void open_segment(uint64_t first_offset);
+  // The segment's file, opened for reading if closed; may close the least
+  // recently read other one.
+  const std::shared_ptr<OpenFile>& file_for_read(Segment& seg) const;
 
   std::string dir_;
   uint64_t segment_bytes_;
   uint64_t next_offset_ = 1;
   std::deque<std::shared_ptr<Segment>> segments_;
+  mutable uint64_t read_clock_ = 0;
 };
 
 }  // namespace psync::backlog
