@@ -56,11 +56,11 @@ const Stream& stream(const std::string& name) {
 
 class CountingSink : public psync::protocol::StreamSink {
  public:
-  void on_stream(std::string_view bytes, bool at_boundary) override {
+  void on_stream(std::string_view bytes, bool at_boundary, uint64_t /*upstream_end*/) override {
     bytes_ += bytes.size();
     boundaries_ += at_boundary;
   }
-  void on_upstream_ping() override { pings_++; }
+  void on_upstream_ping(uint64_t /*upstream_end*/) override { pings_++; }
   uint64_t bytes_ = 0;
   uint64_t boundaries_ = 0;
   uint64_t pings_ = 0;

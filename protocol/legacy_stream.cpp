@@ -55,10 +55,6 @@ void LegacyStream::reset() { *this = LegacyStream(limits_); }
 
 bool LegacyStream::at_boundary() const { return !passed_partial_; }
 
-uint64_t LegacyStream::boundary_bytes_in() const {
-  return mode_ == Mode::kIdle ? bytes_in_ : command_start_;
-}
-
 bool LegacyStream::feed(std::string_view bytes, StreamSink& sink) {
   if (mode_ == Mode::kFailed) return false;
   size_t pos = 0;
@@ -94,7 +90,7 @@ bool LegacyStream::fail(uint64_t at, const std::string& what) {
 size_t LegacyStream::scan_commands(std::string_view in, size_t pos, StreamSink& sink) {
   size_t run = pos;  // start of the commands found but not delivered yet
   auto deliver_run = [&] {
-    if (pos > run) sink.on_stream(in.substr(run, pos - run), true);
+    if (pos > run) sink.on_stream(in.substr(run, pos - run), true, bytes_in_ + pos);
     run = pos;
   };
 
@@ -111,7 +107,7 @@ size_t LegacyStream::scan_commands(std::string_view in, size_t pos, StreamSink& 
         continue;
       }
       deliver_run();
-      if (kind == Kind::kPing) sink.on_upstream_ping();
+      if (kind == Kind::kPing) sink.on_upstream_ping(bytes_in_ + end);
       pos = run = end;
     } else if (first == '$' || first == '+' || first == '-' || first == ':') {
       // A bulk or a reply where a command should be: not a master's stream.
@@ -230,19 +226,20 @@ bool LegacyStream::parse_length_line(std::string_view line, bool count_line, int
 // An inline command line (without its LF): a keepalive, an inline PING, or a
 // command (2.4/2.6 "select N") re-encoded as multibulk.
 bool LegacyStream::handle_inline(std::string_view line, uint64_t at, StreamSink& sink) {
+  const uint64_t end = at + line.size() + 1;  // past the LF
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (!split_inline_args(line, inline_args_)) {
     return fail(at, "unbalanced quotes in inline command " + quoted(line));
   }
   if (inline_args_.empty() || iequals(inline_args_[0], "ping")) {
-    sink.on_upstream_ping();
+    sink.on_upstream_ping(end);
     return true;
   }
   if (iequals(inline_args_[0], "select")) inline_args_[0] = "SELECT";
   scratch_.clear();
   append_command(scratch_, inline_args_);
   commands_++;
-  sink.on_stream(scratch_, true);
+  sink.on_stream(scratch_, true, end);
   return true;
 }
 
@@ -253,7 +250,6 @@ void LegacyStream::begin_command(char first, size_t pos) {
   mode_ = Mode::kHold;
   step_ = first == '*' ? Step::kCountLine : Step::kInline;
   line_start_ = bytes_in_ + pos;
-  command_start_ = line_start_;
   held_.clear();
   line_.clear();
   first_arg_ = false;
@@ -356,7 +352,7 @@ size_t LegacyStream::continue_command(std::string_view in, size_t pos, StreamSin
     }
   }
   if (mode_ == Mode::kPassThrough && pos > piece_) {
-    sink.on_stream(in.substr(piece_, pos - piece_), false);
+    sink.on_stream(in.substr(piece_, pos - piece_), false, bytes_in_ + pos);
     passed_partial_ = true;
   }
   return pos;
@@ -390,7 +386,7 @@ bool LegacyStream::end_length_line() {
 void LegacyStream::take(std::string_view in, size_t from, size_t n, StreamSink& sink) {
   if (mode_ != Mode::kHold) return;  // kPassThrough: delivered from piece_ on; kSkip: dropped
   if (name_known_ && held_.size() + n > limits_.max_held) {
-    if (!held_.empty()) sink.on_stream(held_, false);
+    if (!held_.empty()) sink.on_stream(held_, false, bytes_in_ + from);
     passed_partial_ = true;
     held_.clear();
     mode_ = Mode::kPassThrough;
@@ -407,17 +403,17 @@ void LegacyStream::finish_command(std::string_view in, size_t pos, StreamSink& s
   switch (mode) {
     case Mode::kHold:
       commands_++;
-      sink.on_stream(held_, true);
+      sink.on_stream(held_, true, bytes_in_ + pos);
       held_.clear();
       break;
     case Mode::kPassThrough:
       commands_++;
       passed_partial_ = false;
-      sink.on_stream(in.substr(piece_, pos - piece_), true);
+      sink.on_stream(in.substr(piece_, pos - piece_), true, bytes_in_ + pos);
       piece_ = pos;
       break;
     case Mode::kSkip:
-      sink.on_upstream_ping();
+      sink.on_upstream_ping(bytes_in_ + pos);
       break;
     case Mode::kIdle:
     case Mode::kFailed:

@@ -26,11 +26,15 @@ class StreamSink {
   // Normalized bytes to append to the log, in order. at_boundary is true when
   // the bytes end exactly at the end of a command (a PING of the proxy's own
   // may be inserted after them); false while a large command is passed
-  // through in pieces.
-  virtual void on_stream(std::string_view bytes, bool at_boundary) = 0;
+  // through in pieces. upstream_end is the upstream position (bytes consumed
+  // since reset()) just past the input these bytes came from: with
+  // at_boundary, the position a resumed link starts from once these bytes
+  // are committed.
+  virtual void on_stream(std::string_view bytes, bool at_boundary, uint64_t upstream_end) = 0;
   // An upstream liveness signal that is not copied to the stream: a PING
-  // (inline or multibulk, any arguments) or a bare "\n" / "\r\n" line.
-  virtual void on_upstream_ping() = 0;
+  // (inline or multibulk, any arguments) or a bare "\n" / "\r\n" line, which
+  // ends at upstream position upstream_end (always a command boundary).
+  virtual void on_upstream_ping(uint64_t upstream_end) = 0;
 };
 
 class LegacyStream {
@@ -53,10 +57,6 @@ class LegacyStream {
   // True when no partial command is pending (a PING may be inserted now):
   // false only while a large command is being passed through in pieces.
   bool at_boundary() const;
-  // Upstream bytes consumed up to the end of the last whole command (or
-  // dropped PING / keepalive): where a resumed link (PSYNC) must start again
-  // once the unfinished command after it is thrown away.
-  uint64_t boundary_bytes_in() const;
 
  private:
   // Complete commands are found in the fed bytes themselves (the fast path);
@@ -68,6 +68,7 @@ class LegacyStream {
   Scan scan_multibulk(std::string_view in, size_t start, size_t& end, Kind& kind);
   Scan read_length_line(std::string_view in, size_t& pos, bool count_line, int64_t& value);
   bool parse_length_line(std::string_view line, bool count_line, int64_t& value, uint64_t at);
+  // line: without its LF; at: its stream position.
   bool handle_inline(std::string_view line, uint64_t at, StreamSink& sink);
 
   void begin_command(char first, size_t pos);
@@ -81,7 +82,6 @@ class LegacyStream {
   std::string error_;
   uint64_t commands_ = 0;
   uint64_t bytes_in_ = 0;  // upstream bytes before the current feed
-  uint64_t command_start_ = 0;  // upstream position of the command being held or passed through
 
   // What happens to the bytes of a command cut by the end of a feed.
   enum class Mode {

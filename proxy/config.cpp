@@ -109,6 +109,9 @@ const std::vector<OptionSpec>& option_specs() {
        [](Config& c, const std::string& v) { return c.masteruser = v, std::string(); }},
       {"upstream-timeout", "Seconds without a byte from the upstream before the link counts as lost",
        "60", [](Config& c, const std::string& v) { return seconds_value(v, c.upstream_timeout_s); }},
+      {"upstream-connect-timeout",
+       "Seconds the name lookup of the upstream host may take, and then the TCP connect, each", "10",
+       [](Config& c, const std::string& v) { return seconds_value(v, c.upstream_connect_timeout_s); }},
       {"bind", "Address replicas connect to", "127.0.0.1",
        [](Config& c, const std::string& v) -> std::string {
          if (v.empty()) return "must not be empty";

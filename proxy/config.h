@@ -40,6 +40,7 @@ struct Config {
   bool log_json = false;           // --log-format json
   std::string config_file;
   double upstream_timeout_s = 60;  // no byte from the upstream for this long: link lost
+  double upstream_connect_timeout_s = 10;  // for the name lookup, then again for the TCP connect
   double ping_period_s = 10;       // the proxy's own PING in the stream
   uint64_t segment_bytes = 64ull << 20;
 };

@@ -76,10 +76,10 @@ std::string Proxy::metrics_text() const {
 
   w.family("psync_proxy_info", "gauge", "Version and current replication ID of the proxy.");
   w.sample("psync_proxy_info", 1,
-           label("version", PSYNC_PROXY_VERSION) + "," + label("replid", replid_));
+           label("version", PSYNC_PROXY_VERSION) + "," + label("replid", replid()));
   w.metric("psync_proxy_uptime_seconds", "gauge", "Seconds since the proxy started.", uptime_seconds());
   w.metric("psync_proxy_repl_offset_bytes", "gauge",
-           "The proxy's master_repl_offset: offset of the last byte replicas may read.", d(visible_end_));
+           "The proxy's master_repl_offset: offset of the last byte replicas may read.", d(visible_end()));
 
   // Upstream.
   w.metric("psync_proxy_upstream_link_up", "gauge", "1 while the link to the master is streaming.",
@@ -111,14 +111,14 @@ std::string Proxy::metrics_text() const {
 
   // Log and snapshot.
   w.metric("psync_proxy_log_first_offset_bytes", "gauge", "Offset of the first byte the log retains.",
-           d(log_.first_offset()));
-  w.metric("psync_proxy_log_last_offset_bytes", "gauge", "Offset of the last byte in the log.", d(log_.last_offset()));
-  w.metric("psync_proxy_log_disk_bytes", "gauge", "Bytes of log segments on disk.", d(log_.bytes_on_disk()));
+           d(log().first_offset()));
+  w.metric("psync_proxy_log_last_offset_bytes", "gauge", "Offset of the last byte in the log.", d(log().last_offset()));
+  w.metric("psync_proxy_log_disk_bytes", "gauge", "Bytes of log segments on disk.", d(log().bytes_on_disk()));
   w.metric("psync_proxy_snapshot_bytes", "gauge", "Size of the current snapshot (0: none yet).",
-           snapshot_ ? d(snapshot_->size()) : 0);
-  if (snapshot_) {
+           snapshot() ? d(snapshot()->size()) : 0);
+  if (snapshot()) {
     w.metric("psync_proxy_snapshot_age_seconds", "gauge", "Seconds since the current snapshot was stored.",
-             static_cast<double>(time(nullptr) - snapshot_->created_unix()));
+             static_cast<double>(time(nullptr) - snapshot()->created_unix()));
   }
   w.metric("psync_proxy_storage_ok", "gauge", "0 while writes to the data directory fail.",
            storage_failing_ ? 0 : 1);

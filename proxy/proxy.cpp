@@ -97,7 +97,7 @@ Proxy::Proxy(uv_loop_t* loop, Config config)
     : loop_(loop),
       config_(std::move(config)),
       start_ms_(now_ms()),
-      log_(config_.dir, config_.segment_bytes),
+      store_(config_.dir, config_.segment_bytes),
       upstream_(std::make_unique<Upstream>(*this)),
       status_(std::make_unique<StatusServer>(*this)) {}
 
@@ -114,7 +114,8 @@ bool Proxy::start() {
   try {
     size_t removed = backlog::clean_data_dir(config_.dir);
     if (removed) LOG_INFO(kComponent, "removed %zu files of an earlier run from %s", removed, config_.dir.c_str());
-    log_.reset(1);
+    store_.reset(1);
+    store_.set_listener([this] { notify_sessions(); });
   } catch (const std::exception& e) {
     LOG_ERROR(kComponent, "cannot prepare %s: %s", config_.dir.c_str(), e.what());
     return false;
@@ -308,16 +309,6 @@ bool Proxy::check_password(std::optional<std::string_view> user, std::string_vie
   return ok && (!user || *user == config_.requireuser);
 }
 
-uint64_t Proxy::psync_floor() const {
-  uint64_t floor = log_.first_offset();
-  if (snapshot_) floor = std::max(floor, snapshot_->offset() + 1);
-  return floor;
-}
-
-bool Proxy::can_continue(std::string_view replid, uint64_t offset) const {
-  return snapshot_ && replid == replid_ && offset >= psync_floor() && offset <= visible_end_ + 1;
-}
-
 void Proxy::storage_failed(const std::string& what) {
   storage_error_ = what;
   storage_error_unix_ = time(nullptr);
@@ -332,51 +323,37 @@ void Proxy::storage_ok() {
   storage_failing_ = false;
 }
 
-bool Proxy::append_stream(std::string_view bytes, bool at_boundary) {
-  try {
-    log_.append(bytes);
-    if (storage_failing_) storage_ok();
-  } catch (const std::exception& e) {
-    storage_failed(std::string("cannot append to the replication log: ") + e.what());
-    return false;
-  }
-  if (at_boundary && visible_end_ != log_.last_offset()) {
-    visible_end_ = log_.last_offset();
-    notify_sessions();
-  }
-  return true;
-}
-
 void Proxy::upstream_lost() {
-  if (log_.last_offset() == visible_end_) return;
-  uint64_t dropped = log_.last_offset() - visible_end_;
-  try {
-    log_.truncate_to(visible_end_ + 1);
-    LOG_INFO(kComponent, "dropped %llu bytes of a command the master did not finish sending",
+  std::string problems;
+  uint64_t dropped = store_.rollback(problems);
+  if (dropped) {
+    LOG_INFO(kComponent, "took back %llu bytes the upstream link appended and never committed "
+             "(a command the master did not finish sending, or bytes after a failed write)",
              static_cast<unsigned long long>(dropped));
-  } catch (const std::exception& e) {
-    LOG_ERROR(kComponent, "cannot drop the unfinished command at the log's end: %s", e.what());
+  }
+  if (!problems.empty()) {
+    LOG_WARN(kComponent, "tidying the log files after that: %s (harmless: those bytes are past the log's end)",
+             problems.c_str());
   }
 }
 
 void Proxy::begin_lineage(std::shared_ptr<backlog::Snapshot> snapshot) {
-  std::shared_ptr<backlog::Snapshot> old = std::move(snapshot_);
-  std::string old_replid = replid_;
-  snapshot_ = std::move(snapshot);
-  replid_ = snapshot_->replid();
-  visible_end_ = snapshot_->offset();
-  if (old) old->discard();
-  LOG_INFO(kComponent, "new lineage %s: snapshot of %s at offset %llu%s", replid_.c_str(),
-           human_bytes(static_cast<double>(snapshot_->size())).c_str(),
-           static_cast<unsigned long long>(snapshot_->offset()),
-           old ? "; replicas of the previous lineage are moved to it (full resync)" : "");
+  const bool had_lineage = store_.snapshot() != nullptr;
+  std::string problems;
+  store_.begin_lineage(std::move(snapshot), problems);
+  const auto& snap = store_.snapshot();
+  LOG_INFO(kComponent, "new lineage %s: snapshot of %s at offset %llu%s", snap->replid().c_str(),
+           human_bytes(static_cast<double>(snap->size())).c_str(),
+           static_cast<unsigned long long>(snap->offset()),
+           had_lineage ? "; replicas of the previous lineage are moved to it (full resync)" : "");
+  if (!problems.empty()) LOG_WARN(kComponent, "cannot remove old log segments: %s", problems.c_str());
   std::vector<ReplicaSession*> all;
   for (auto& s : sessions_) all.push_back(s.get());
   for (auto* s : all) {
     switch (s->state()) {
       case ReplicaSession::State::kSendBulk:
       case ReplicaSession::State::kOnline:
-        s->close("the proxy re-synced with its master (new lineage " + replid_ +
+        s->close("the proxy re-synced with its master (new lineage " + snap->replid() +
                  "); the replica will full-resync");
         break;
       case ReplicaSession::State::kWaitBgsave:
@@ -386,17 +363,12 @@ void Proxy::begin_lineage(std::shared_ptr<backlog::Snapshot> snapshot) {
         break;
     }
   }
-  try {
-    log_.trim_before(snapshot_->offset() + 1);
-  } catch (const std::exception& e) {
-    LOG_WARN(kComponent, "cannot remove old log segments: %s", e.what());
-  }
 }
 
 uint64_t Proxy::lag_bytes(const ReplicaSession& s) const {
   if (s.state() != ReplicaSession::State::kOnline) return 0;
   auto acked = static_cast<uint64_t>(std::max<int64_t>(s.acked_offset(), 0));
-  return visible_end_ > acked ? visible_end_ - acked : 0;
+  return visible_end() > acked ? visible_end() - acked : 0;
 }
 
 void Proxy::notify_sessions() {
@@ -406,8 +378,15 @@ void Proxy::notify_sessions() {
 void Proxy::append_own_ping() {
   // Only between whole commands, only in a lineage, never while a new
   // lineage's offset is being fixed.
-  if (!snapshot_ || switching_ || log_.last_offset() != visible_end_) return;
-  append_stream(kOwnPing, true);
+  if (!store_.snapshot() || own_pings_held_ || store_.has_uncommitted()) return;
+  try {
+    store_.append(kOwnPing);
+    store_.commit_own();
+    if (storage_failing_) storage_ok();
+  } catch (const std::exception& e) {
+    // Nothing of a failed append is in the log (ReplicationLog::append).
+    storage_failed(std::string("cannot append to the replication log: ") + e.what());
+  }
 }
 
 void Proxy::on_ping_timer(uv_timer_t* t) { static_cast<Proxy*>(t->data)->append_own_ping(); }
@@ -474,15 +453,15 @@ std::string Proxy::info(std::string_view section) const {
     add("connected_slaves:" + std::to_string(n));
     out += slaves;
     add("master_failover_state:no-failover");
-    add("master_replid:" + (replid_.empty() ? kNoReplid : replid_));
+    add("master_replid:" + (replid().empty() ? kNoReplid : replid()));
     add("master_replid2:" + kNoReplid);
-    add("master_repl_offset:" + std::to_string(visible_end_));
+    add("master_repl_offset:" + std::to_string(visible_end()));
     add("second_repl_offset:-1");
-    add(std::string("repl_backlog_active:") + (snapshot_ ? "1" : "0"));
+    add(std::string("repl_backlog_active:") + (store_.snapshot() ? "1" : "0"));
     add("repl_backlog_size:" + std::to_string(config_.backlog_size));
     uint64_t floor = psync_floor();
     add("repl_backlog_first_byte_offset:" + std::to_string(floor));
-    add("repl_backlog_histlen:" + std::to_string(visible_end_ + 1 - std::min(floor, visible_end_ + 1)));
+    add("repl_backlog_histlen:" + std::to_string(visible_end() + 1 - std::min(floor, visible_end() + 1)));
     out += "\r\n";
   }
   if (all || protocol::iequals(section, "stats")) {
@@ -504,7 +483,7 @@ std::string Proxy::info(std::string_view section) const {
 std::string Proxy::role_reply() const {
   std::string out = protocol::array_header(3);
   out += protocol::bulk_string("master");
-  out += protocol::integer_reply(static_cast<int64_t>(visible_end_));
+  out += protocol::integer_reply(static_cast<int64_t>(visible_end()));
   std::vector<const ReplicaSession*> online;
   for (const auto& s : sessions_) {
     if (s->state() == ReplicaSession::State::kOnline && !s->closing()) online.push_back(s.get());
@@ -527,8 +506,8 @@ std::string Proxy::status_json() const {
   const Upstream& up = *upstream_;
   json j;
   j["proxy"] = {{"version", PSYNC_PROXY_VERSION},
-                {"replid", replid_},
-                {"offset", visible_end_},
+                {"replid", replid()},
+                {"offset", visible_end()},
                 {"uptime_seconds", uptime_seconds()},
                 {"pid", getpid()}};
   auto expected = up.rdb_bytes_expected();
@@ -546,20 +525,21 @@ std::string Proxy::status_json() const {
                    {"version", up.master_version()},
                    {"replid", up.master_replid()},
                    {"offset", up.mode() == Upstream::Mode::kPsync ? json(up.master_offset()) : json(nullptr)}};
-  j["log"] = {{"first_offset", log_.first_offset()},
-              {"last_offset", log_.last_offset()},
-              {"bytes_on_disk", log_.bytes_on_disk()},
-              {"segments", log_.segment_count()}};
+  j["log"] = {{"first_offset", store_.log().first_offset()},
+              {"last_offset", store_.log().last_offset()},
+              {"bytes_on_disk", store_.log().bytes_on_disk()},
+              {"segments", store_.log().segment_count()},
+              {"open_files", store_.log().open_files()}};
   j["storage"] = {{"dir", config_.dir},
                   {"ok", !storage_failing_},
                   {"last_error", storage_error_},
                   {"last_error_unix", storage_error_unix_ ? json(storage_error_unix_) : json(nullptr)}};
-  if (snapshot_) {
-    auto age = static_cast<double>(time(nullptr) - snapshot_->created_unix());
-    j["snapshot"] = {{"offset", snapshot_->offset()},
-                     {"bytes", snapshot_->size()},
-                     {"replid", snapshot_->replid()},
-                     {"created_unix", snapshot_->created_unix()},
+  if (store_.snapshot()) {
+    auto age = static_cast<double>(time(nullptr) - store_.snapshot()->created_unix());
+    j["snapshot"] = {{"offset", store_.snapshot()->offset()},
+                     {"bytes", store_.snapshot()->size()},
+                     {"replid", store_.snapshot()->replid()},
+                     {"created_unix", store_.snapshot()->created_unix()},
                      {"age_seconds", age}};
   } else {
     j["snapshot"] = nullptr;
@@ -575,7 +555,7 @@ std::string Proxy::status_json() const {
               {"sent_offset", s->cursor() == 0 ? 0 : s->cursor() - 1},
               {"lag_bytes", lag_bytes(*s)},
               {"lag_seconds", seconds_or_null(s->seconds_since_ack())}};
-    if (s->state() == ReplicaSession::State::kSendBulk && snapshot_) {
+    if (s->state() == ReplicaSession::State::kSendBulk && store_.snapshot()) {
       r["bulk_bytes_sent"] = s->bulk_sent();
     }
     replicas.push_back(std::move(r));

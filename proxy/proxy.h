@@ -1,9 +1,10 @@
-// The proxy: one event loop, one upstream link, one replication log and
-// snapshot, any number of replica sessions, and the status endpoint.
+// The proxy: one event loop, one upstream link, one lineage store (log and
+// snapshot, backlog/lineage_store.h), any number of replica sessions, and the
+// status endpoint.
 //
 // Lineage: (replid, snapshot at offset S). The log holds every byte of the
 // lineage from S+1. A new upstream SYNC produces a new snapshot; when it is
-// complete the proxy starts a new lineage at the log's current end (offsets
+// complete the proxy starts a new lineage at the log's committed end (offsets
 // keep growing), disconnects the replicas of the old one and serves the new
 // one. Until then, the old lineage goes on being served, with PINGs.
 #pragma once
@@ -17,7 +18,7 @@
 #include <string>
 #include <string_view>
 
-#include "backlog/replication_log.h"
+#include "backlog/lineage_store.h"
 #include "backlog/snapshot_store.h"
 #include "proxy/config.h"
 
@@ -63,28 +64,33 @@ class Proxy {
   double uptime_seconds() const;
 
   // ----- The lineage and its log -----
-  const std::string& replid() const { return replid_; }  // "" before the first snapshot
-  const std::shared_ptr<backlog::Snapshot>& snapshot() const { return snapshot_; }
-  backlog::ReplicationLog& log() { return log_; }
-  // Offset of the last byte replicas may read: the end of the last complete
-  // command (a large command is appended in pieces; only whole commands are
-  // shown, so a link lost mid-command can be cut off cleanly).
-  uint64_t visible_end() const { return visible_end_; }
+  backlog::LineageStore& store() { return store_; }
+  const backlog::LineageStore& store() const { return store_; }
+  const std::string& replid() const { return store_.replid(); }  // "" before the first snapshot
+  const std::shared_ptr<backlog::Snapshot>& snapshot() const { return store_.snapshot(); }
+  const backlog::ReplicationLog& log() const { return store_.log(); }
+  // Offset of the last byte replicas may read: the store's committed end
+  // (only whole commands are committed, so a link lost mid-command is cut
+  // off cleanly).
+  uint64_t visible_end() const { return store_.committed_end(); }
   // First offset a PSYNC of this lineage may ask for.
-  uint64_t psync_floor() const;
-  bool can_continue(std::string_view replid, uint64_t offset) const;
+  uint64_t psync_floor() const { return store_.psync_floor(); }
+  bool can_continue(std::string_view replid, uint64_t offset) const {
+    return store_.can_continue(replid, offset);
+  }
 
   // ----- Called by the upstream link -----
-  // Appends normalized stream bytes; false (after logging) on a disk error.
-  bool append_stream(std::string_view bytes, bool at_boundary);
-  // The upstream link is gone: drop the unfinished command at the log's end.
+  // The upstream link is gone: what it appended and never committed (a
+  // command the master did not finish sending, or bytes after a failed
+  // append) is taken back out of the log.
   void upstream_lost();
-  // A complete, durable snapshot of the upstream: start its lineage.
+  // A complete, durable snapshot of the upstream, taken at the committed end:
+  // start its lineage.
   void begin_lineage(std::shared_ptr<backlog::Snapshot> snapshot);
-  // Freezes the log's end while a snapshot is committed off the loop.
-  void set_switching(bool on) { switching_ = on; }
-  // Offset the next lineage's snapshot will have (the log's end, now).
-  uint64_t lineage_switch_offset() const { return log_.last_offset(); }
+  // While a new lineage's snapshot is stored off the loop, its offset (the
+  // committed end when the transfer ended) must not move: the proxy's own
+  // PINGs are held back meanwhile.
+  void hold_own_pings(bool on) { own_pings_held_ = on; }
   Upstream& upstream() { return *upstream_; }
   const Upstream& upstream() const { return *upstream_; }
 
@@ -126,11 +132,8 @@ class Proxy {
   uint64_t start_ms_;
   Counters counters_;
 
-  backlog::ReplicationLog log_;
-  std::shared_ptr<backlog::Snapshot> snapshot_;
-  std::string replid_;
-  uint64_t visible_end_ = 0;
-  bool switching_ = false;
+  backlog::LineageStore store_;
+  bool own_pings_held_ = false;
 
   std::unique_ptr<Upstream> upstream_;
   std::unique_ptr<StatusServer> status_;

@@ -12,7 +12,6 @@ namespace psync::proxy {
 namespace {
 const char* kComponent = "upstream";
 constexpr size_t kReadBuffer = 256 * 1024;
-constexpr uint64_t kConnectTimeoutMs = 10'000;
 constexpr uint64_t kBackoffMinMs = 1'000;
 constexpr uint64_t kBackoffMaxMs = 30'000;
 constexpr uint64_t kProgressEveryMs = 5'000;
@@ -22,11 +21,22 @@ struct WriteReq {
   std::string data;
 };
 
-struct ConnectCtx {
+}  // namespace
+
+// One name lookup or one TCP connect: each attempt gets its own request, which
+// carries the generation of the link it was made for. A request that comes
+// back for an older generation (the attempt failed or timed out meanwhile) is
+// freed and ignored.
+struct Upstream::Resolve {
+  uv_getaddrinfo_t req;
   Upstream* self;
   uint64_t generation;
 };
-}  // namespace
+struct Upstream::Connect {
+  uv_connect_t req;
+  Upstream* self;
+  uint64_t generation;
+};
 
 struct Upstream::Commit {
   uv_work_t req;
@@ -40,6 +50,7 @@ struct Upstream::Commit {
 
 const char* Upstream::state_name(State s) {
   switch (s) {
+    case State::kResolving: return "resolving";
     case State::kConnecting: return "connecting";
     case State::kHandshake: return "handshake";
     case State::kWaitingPayload: return "waiting_payload";
@@ -59,7 +70,9 @@ const char* Upstream::mode_name(Mode m) {
   return "?";
 }
 
-uint64_t Upstream::master_offset() const { return master_base_ + stream_.boundary_bytes_in(); }
+const std::string& Upstream::master_replid() const { return proxy_.store().upstream().replid; }
+
+uint64_t Upstream::master_offset() const { return proxy_.store().upstream().offset; }
 
 Upstream::Upstream(Proxy& proxy) : proxy_(proxy), read_buf_(kReadBuffer) {
   uv_timer_init(proxy_.loop(), &retry_timer_);
@@ -86,7 +99,9 @@ void Upstream::stop() {
     tcp_ = nullptr;
   }
   ++link_generation_;
-  if (resolving_) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_));
+  // A lookup already running in the thread pool cannot be cancelled: its
+  // callback comes later, sees a stale generation and frees it.
+  if (resolving_) uv_cancel(reinterpret_cast<uv_req_t*>(&resolving_->req));
   if (writer_) writer_->abort();
   uv_close(reinterpret_cast<uv_handle_t*>(&retry_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&watchdog_), nullptr);
@@ -104,29 +119,51 @@ double Upstream::seconds_since_last_byte() const {
 
 void Upstream::connect() {
   if (stopped_) return;
-  state_ = State::kConnecting;
+  state_ = State::kResolving;
   ++link_generation_;
-  last_byte_ms_ = now_ms();  // the connect timeout counts from here
+  last_byte_ms_ = now_ms();  // the lookup's timeout counts from here
   const HostPort& up = proxy_.config().upstream;
   LOG_INFO(kComponent, "connecting to %s", up.str().c_str());
+  if (resolving_) {
+    // Never two lookups at once: the one of an earlier attempt is still in the
+    // thread pool (getaddrinfo cannot be interrupted). A fresh one starts when
+    // it comes back.
+    LOG_INFO(kComponent, "waiting for an earlier lookup of %s to finish", up.host.c_str());
+    return;
+  }
+  start_resolve();
+}
+
+void Upstream::start_resolve() {
+  const HostPort& up = proxy_.config().upstream;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  resolve_.data = this;
-  resolving_ = true;
-  int rc = uv_getaddrinfo(proxy_.loop(), &resolve_, on_resolved, up.host.c_str(),
+  auto* r = new Resolve{{}, this, link_generation_};
+  r->req.data = r;
+  resolving_ = r;
+  int rc = uv_getaddrinfo(proxy_.loop(), &r->req, on_resolved, up.host.c_str(),
                           std::to_string(up.port).c_str(), &hints);
   if (rc != 0) {
-    resolving_ = false;
+    resolving_ = nullptr;
+    delete r;
     fail(std::string("cannot resolve ") + up.host + ": " + uv_strerror(rc));
   }
 }
 
 void Upstream::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
-  auto* self = static_cast<Upstream*>(req->data);
-  self->resolving_ = false;
-  if (self->stopped_ || status == UV_ECANCELED) {
+  std::unique_ptr<Resolve> r(static_cast<Resolve*>(req->data));
+  Upstream* self = r->self;
+  self->resolving_ = nullptr;
+  if (self->stopped_) {
     uv_freeaddrinfo(res);
+    return;
+  }
+  if (r->generation != self->link_generation_ || status == UV_ECANCELED) {
+    // The attempt it was made for has failed meanwhile. If a newer attempt
+    // waits for it to end, that attempt's own lookup starts now.
+    uv_freeaddrinfo(res);
+    if (self->state_ == State::kResolving) self->start_resolve();
     return;
   }
   if (status < 0 || !res) {
@@ -135,27 +172,27 @@ void Upstream::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
                uv_strerror(status));
     return;
   }
+  self->state_ = State::kConnecting;
+  self->last_byte_ms_ = now_ms();  // the connect timeout counts from here
   self->tcp_ = new uv_tcp_t;
   uv_tcp_init(self->proxy_.loop(), self->tcp_);
   self->tcp_->data = self;
   uv_tcp_nodelay(self->tcp_, 1);
   uv_tcp_keepalive(self->tcp_, 1, 30);
-  auto* ctx = new ConnectCtx{self, self->link_generation_};
-  self->connect_req_.data = ctx;
-  int rc = uv_tcp_connect(&self->connect_req_, self->tcp_, res->ai_addr, on_connected);
+  auto* c = new Connect{{}, self, self->link_generation_};
+  c->req.data = c;
+  int rc = uv_tcp_connect(&c->req, self->tcp_, res->ai_addr, on_connected);
   uv_freeaddrinfo(res);
   if (rc != 0) {
-    delete ctx;
+    delete c;
     self->fail(std::string("cannot connect: ") + uv_strerror(rc));
   }
 }
 
 void Upstream::on_connected(uv_connect_t* req, int status) {
-  auto* ctx = static_cast<ConnectCtx*>(req->data);
-  Upstream* self = ctx->self;
-  bool stale = ctx->generation != self->link_generation_ || self->stopped_;
-  delete ctx;
-  if (stale) return;
+  std::unique_ptr<Connect> attempt(static_cast<Connect*>(req->data));
+  Upstream* self = attempt->self;
+  if (attempt->generation != self->link_generation_ || self->stopped_) return;
   if (status < 0) {
     self->fail(std::string("cannot connect: ") + uv_strerror(status));
     return;
@@ -227,13 +264,16 @@ void Upstream::send_sync_request() {
   }
   psync_sent_ = true;
   std::string request;
-  if (master_replid_.empty()) {
+  // The resume point is the store's: the master offset of the last byte
+  // committed to the log, never a count of bytes merely read.
+  const backlog::UpstreamPosition& at = proxy_.store().upstream();
+  if (at.replid.empty()) {
     request = "PSYNC ? -1\r\n";
     LOG_INFO(kComponent, "sent PSYNC ? -1 (full resync)");
   } else {
-    std::string off = std::to_string(master_offset() + 1);
-    request = "PSYNC " + master_replid_ + " " + off + "\r\n";
-    LOG_INFO(kComponent, "sent PSYNC %s %s (asking to resume)", master_replid_.c_str(), off.c_str());
+    std::string off = std::to_string(at.offset + 1);
+    request = "PSYNC " + at.replid + " " + off + "\r\n";
+    LOG_INFO(kComponent, "sent PSYNC %s %s (asking to resume)", at.replid.c_str(), off.c_str());
   }
   send(request);
 }
@@ -329,7 +369,7 @@ void Upstream::handle_bytes(const char* data, size_t len) {
       }
       case State::kStreaming: {
         if (!stream_.feed(in, *this)) {
-          master_replid_.clear();  // the same bytes would come again: resync in full
+          proxy_.store().forget_upstream();  // the same bytes would come again: resync in full
           fail("the master sent bytes that are not RESP: " + stream_.error());
           return;
         }
@@ -342,6 +382,7 @@ void Upstream::handle_bytes(const char* data, size_t len) {
         }
         return;
       }
+      case State::kResolving:
       case State::kConnecting:
       case State::kBackoff:
         return;
@@ -414,7 +455,7 @@ bool Upstream::handle_payload_result(protocol::PayloadReader::Status st) {
       // A master without PSYNC (2.6 and older): SYNC on the same link, as
       // Redis replicas do.
       LOG_INFO(kComponent, "the master does not take PSYNC (%s): falling back to SYNC", err.c_str());
-      master_replid_.clear();
+      proxy_.store().forget_upstream();
       payload_.reset();
       psync_sent_ = false;
       send("SYNC\r\n");
@@ -436,13 +477,15 @@ void Upstream::resume_stream(const std::string& continue_line) {
   std::string_view rest(continue_line);
   rest.remove_prefix(std::min<size_t>(rest.size(), 8));
   while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-  uint64_t resume_from = master_offset();
+  backlog::UpstreamPosition at = proxy_.store().upstream();
+  const uint64_t resume_from = at.offset;
   if (!rest.empty() && rest.size() == 40) {
-    if (rest != master_replid_) {
+    if (rest != at.replid) {
       LOG_INFO(kComponent, "the master's replication ID is now %.*s", 40, rest.data());
     }
-    master_replid_.assign(rest);
+    at.replid.assign(rest);
   }
+  proxy_.store().set_upstream(at.replid, resume_from);
   master_base_ = resume_from;
   start_stream();
   mode_ = Mode::kPsync;
@@ -512,13 +555,13 @@ void Upstream::finish_transfer(std::string_view rest) {
   uv_read_stop(reinterpret_cast<uv_stream_t*>(tcp_));
   held_stream_.assign(rest);
   committing_ = true;
-  proxy_.set_switching(true);
+  proxy_.hold_own_pings(true);
   auto* c = new Commit;
   c->req.data = c;
   c->self = this;
   c->writer = std::move(writer_);
   c->replid = random_replid();
-  c->offset = proxy_.lineage_switch_offset();
+  c->offset = proxy_.store().committed_end();  // nothing is uncommitted between streams
   uv_queue_work(proxy_.loop(), &c->req, on_commit_work, on_commit_done);
 }
 
@@ -535,7 +578,7 @@ void Upstream::on_commit_done(uv_work_t* req, int /*status*/) {
   std::unique_ptr<Commit> c(static_cast<Commit*>(req->data));
   Upstream* self = c->self;
   self->committing_ = false;
-  self->proxy_.set_switching(false);
+  self->proxy_.hold_own_pings(false);
   if (self->stopped_) return;
   if (!c->error.empty()) {
     self->proxy_.storage_failed("cannot store the snapshot: " + c->error);
@@ -547,9 +590,10 @@ void Upstream::on_commit_done(uv_work_t* req, int /*status*/) {
   self->proxy_.storage_ok();
   // A PSYNC'd transfer can be resumed later; a SYNC one cannot.
   self->mode_ = self->psync_sent_ ? Mode::kPsync : Mode::kSync;
-  self->master_replid_ = self->psync_sent_ ? self->pending_replid_ : std::string();
   self->master_base_ = self->psync_sent_ ? self->pending_offset_ : 0;
   self->proxy_.begin_lineage(std::move(c->snapshot));
+  self->proxy_.store().set_upstream(self->psync_sent_ ? self->pending_replid_ : std::string(),
+                                    self->master_base_);
   self->state_ = State::kStreaming;
   self->last_byte_ms_ = now_ms();
   self->start_stream();
@@ -561,9 +605,21 @@ void Upstream::on_commit_done(uv_work_t* req, int /*status*/) {
   if (self->tcp_) uv_read_start(reinterpret_cast<uv_stream_t*>(self->tcp_), on_alloc, on_read);
 }
 
-void Upstream::on_stream(std::string_view bytes, bool at_boundary) {
+void Upstream::on_stream(std::string_view bytes, bool at_boundary, uint64_t upstream_end) {
+  // After a failed append nothing more of this link's stream goes in, and
+  // nothing is committed: the link is closed once this feed returns, the
+  // store rolls back to the last commit, and a resumed link starts there.
   if (stream_failed_) return;
-  if (!proxy_.append_stream(bytes, at_boundary)) stream_failed_ = true;
+  backlog::LineageStore& store = proxy_.store();
+  try {
+    store.append(bytes);
+    if (at_boundary) store.commit(master_base_ + upstream_end);
+    proxy_.storage_ok();
+  } catch (const std::exception& e) {
+    proxy_.storage_failed(std::string("cannot append to the replication log: ") + e.what());
+    stream_failed_ = true;
+    return;
+  }
   // REPLCONF GETACK * (a master waiting for WAIT or a failover) wants an ACK
   // now. It goes on to the replicas too, like the rest of the stream. The
   // search may also hit a value holding these bytes: that only sends one
@@ -574,12 +630,17 @@ void Upstream::on_stream(std::string_view bytes, bool at_boundary) {
   }
 }
 
+void Upstream::on_upstream_ping(uint64_t upstream_end) {
+  // A dropped PING adds nothing to the log but is part of the master's
+  // stream: the resume point moves past it (and the ACK counts it).
+  if (stream_failed_) return;
+  proxy_.store().commit(master_base_ + upstream_end);
+}
+
 void Upstream::send_ack() {
   std::string off = std::to_string(master_offset());
   send("*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$" + std::to_string(off.size()) + "\r\n" + off + "\r\n");
 }
-
-void Upstream::on_upstream_ping() {}
 
 void Upstream::fail(const std::string& why) {
   if (stopped_) return;
@@ -621,9 +682,18 @@ void Upstream::on_watchdog(uv_timer_t* t) {
   uint64_t now = now_ms();
   uint64_t idle = now - self->last_byte_ms_;
   switch (self->state_) {
-    case State::kConnecting:
-      if (idle > kConnectTimeoutMs) self->fail("connect timed out");
+    case State::kResolving:
+    case State::kConnecting: {
+      auto timeout_ms = static_cast<uint64_t>(self->proxy_.config().upstream_connect_timeout_s * 1000);
+      if (idle > timeout_ms) {
+        const char* what = self->state_ == State::kResolving ? "looking up" : "connecting to";
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s %s timed out after %.0f s", what,
+                 self->proxy_.config().upstream.host.c_str(), static_cast<double>(idle) / 1000.0);
+        self->fail(msg);
+      }
       return;
+    }
     case State::kHandshake:
     case State::kWaitingPayload:
     case State::kTransfer:

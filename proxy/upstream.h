@@ -1,6 +1,6 @@
 // The upstream link: the proxy as a replica of its master.
 //
-//   connecting ─▶ handshake (AUTH, INFO server, REPLCONF listening-port,
+//   resolving ─▶ connecting ─▶ handshake (AUTH, INFO server, REPLCONF listening-port,
 //       REPLCONF capa psync2; one reply at a time)
 //       ─▶ waiting_payload (PSYNC or SYNC sent; "\n" keepalives)
 //            ├─ +CONTINUE ───────────────────────────────▶ streaming
@@ -33,7 +33,7 @@ class Proxy;
 
 class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
  public:
-  enum class State { kConnecting, kHandshake, kWaitingPayload, kTransfer, kStreaming, kBackoff };
+  enum class State { kResolving, kConnecting, kHandshake, kWaitingPayload, kTransfer, kStreaming, kBackoff };
 
   explicit Upstream(Proxy& proxy);
   ~Upstream();
@@ -51,8 +51,9 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   static const char* mode_name(Mode m);
   // redis_version from the master's INFO server ("" when not allowed).
   const std::string& master_version() const { return master_version_; }
-  // The master's replication ID and our offset in its stream (PSYNC only).
-  const std::string& master_replid() const { return master_replid_; }
+  // The master's replication ID and the master offset of the last byte
+  // committed to the log (PSYNC only): the store's resume point.
+  const std::string& master_replid() const;
   uint64_t master_offset() const;
   uint64_t partial_resyncs() const { return partial_resyncs_; }
   static const char* state_name(State s);
@@ -84,6 +85,8 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   static void on_commit_done(uv_work_t* req, int status);
 
   void connect();
+  // Starts this attempt's name lookup (none other may be in flight).
+  void start_resolve();
   void send(std::string bytes);
   void send_next_handshake_step();
   void handle_bytes(const char* data, size_t len);
@@ -108,8 +111,8 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   void on_payload_data(std::string_view chunk) override;
   void on_payload_end() override;
   // StreamSink
-  void on_stream(std::string_view bytes, bool at_boundary) override;
-  void on_upstream_ping() override;
+  void on_stream(std::string_view bytes, bool at_boundary, uint64_t upstream_end) override;
+  void on_upstream_ping(uint64_t upstream_end) override;
 
   Proxy& proxy_;
   State state_ = State::kBackoff;
@@ -119,9 +122,9 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   bool stopped_ = false;
 
   uv_tcp_t* tcp_ = nullptr;  // owned until its close callback
-  uv_getaddrinfo_t resolve_{};
-  bool resolving_ = false;
-  uv_connect_t connect_req_{};
+  struct Resolve;
+  struct Connect;
+  Resolve* resolving_ = nullptr;  // the one lookup in flight (maybe of an earlier attempt); freed by its callback
   uv_timer_t retry_timer_{};
   uv_timer_t watchdog_{};
   std::vector<char> read_buf_;
@@ -139,8 +142,10 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   Mode mode_ = Mode::kUnknown;
   bool psync_sent_ = false;
   std::string master_version_;
-  std::string master_replid_;     // "" when the link cannot be resumed
-  uint64_t master_base_ = 0;      // master offset of the byte before our stream position 0
+  // Master offset of the byte before stream position 0 of the normalizer:
+  // master offset = master_base_ + a position the normalizer reports. The
+  // master replid and the resume offset live in the lineage store.
+  uint64_t master_base_ = 0;
   std::string pending_replid_;    // from +FULLRESYNC, adopted once its RDB is stored
   uint64_t pending_offset_ = 0;
   uint64_t partial_resyncs_ = 0;

@@ -9,6 +9,7 @@
 //    output (a command passed through in pieces may have been partly delivered before its
 //    error showed: on error, one output must extend the other only past the last boundary).
 #include <algorithm>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,13 +28,29 @@ struct Sink : StreamSink {
     std::vector<std::pair<size_t, bool>> pieces;  // (end offset in out, at_boundary)
     std::vector<size_t> pings;
     size_t last_boundary = 0;  // end of the last piece delivered with at_boundary
-    void on_stream(std::string_view bytes, bool at_boundary) override {
+    // (upstream position, output size) at each boundary: where a resumed link
+    // would start, and what the log holds then.
+    std::vector<std::pair<uint64_t, size_t>> marks;
+    uint64_t fed = 0;  // upstream bytes fed so far, the current feed included
+    void mark(uint64_t upstream_end) {
+        FUZZ_CHECK(upstream_end <= fed, "a boundary past the bytes fed");
+        FUZZ_CHECK(marks.empty() || (marks.back().first <= upstream_end && marks.back().second <= out.size()),
+                   "boundary positions go backwards");
+        marks.emplace_back(upstream_end, out.size());
+    }
+    void on_stream(std::string_view bytes, bool at_boundary, uint64_t upstream_end) override {
         FUZZ_CHECK(!bytes.empty(), "an empty piece was delivered");
         out.append(bytes);
         pieces.emplace_back(out.size(), at_boundary);
-        if (at_boundary) last_boundary = out.size();
+        if (at_boundary) {
+            last_boundary = out.size();
+            mark(upstream_end);
+        }
     }
-    void on_upstream_ping() override { pings.push_back(out.size()); }
+    void on_upstream_ping(uint64_t upstream_end) override {
+        pings.push_back(out.size());
+        mark(upstream_end);
+    }
 };
 
 struct Run {
@@ -44,6 +61,7 @@ struct Run {
     uint64_t commands = 0, bytes_in = 0;
     bool at_boundary = true;
     std::vector<std::pair<size_t, bool>> pieces;
+    std::vector<std::pair<uint64_t, size_t>> marks;
 };
 
 Run run(std::string_view input, const std::vector<size_t>& sizes, const StreamLimits& limits) {
@@ -53,6 +71,7 @@ Run run(std::string_view input, const std::vector<size_t>& sizes, const StreamLi
     size_t pos = 0;
     for (size_t n : sizes) {
         if (pos >= input.size()) break;
+        sink.fed = pos + std::min(n, input.size() - pos);
         if (!stream.feed(input.substr(pos, n), sink)) {
             r.ok = false;
             break;
@@ -69,6 +88,7 @@ Run run(std::string_view input, const std::vector<size_t>& sizes, const StreamLi
     r.out = sink.out;
     r.pings = sink.pings;
     r.pieces = sink.pieces;
+    r.marks = sink.marks;
     r.last_boundary = sink.last_boundary;
     r.commands = stream.commands();
     r.bytes_in = stream.bytes_in();
@@ -150,9 +170,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const auto splits = psync::fuzz::splits_of(input);
         const Run whole = run(input, splits[0], limits);
         check_output(whole);
+        // A boundary's upstream position determines what the log holds there,
+        // however the input was split (the resume offset and the log's end are
+        // one fact).
+        std::map<uint64_t, size_t> out_at;
+        auto check_marks = [&out_at](const Run& r) {
+            for (auto [upstream_end, out_size] : r.marks) {
+                auto [it, fresh] = out_at.emplace(upstream_end, out_size);
+                FUZZ_CHECK(fresh || it->second == out_size, "one upstream position, two log ends");
+            }
+        };
+        check_marks(whole);
         for (size_t i = 1; i < splits.size(); ++i) {
             const Run split = run(input, splits[i], limits);
             check_output(split);
+            check_marks(split);
             FUZZ_CHECK(split.ok == whole.ok, "success depends on the split");
             FUZZ_CHECK(split.error == whole.error, "the error depends on the split");
             FUZZ_CHECK(split.commands == whole.commands, "commands() depends on the split");

@@ -132,3 +132,15 @@ void fill_big_values(const RedisServer& server, int count, size_t size) {
 }
 
 }  // namespace psync::test
+
+namespace psync::test {
+
+FaultShim::FaultShim(const std::vector<std::pair<std::string, std::string>>& settings) {
+    env_.push_back(std::make_unique<ScopedEnv>("LD_PRELOAD", PSYNC_FAULT_SHIM));
+    const char* asan = std::getenv("ASAN_OPTIONS");
+    std::string options = asan ? std::string(asan) + ":" : std::string();
+    env_.push_back(std::make_unique<ScopedEnv>("ASAN_OPTIONS", options + "verify_asan_link_order=0"));
+    for (const auto& [name, value] : settings) env_.push_back(std::make_unique<ScopedEnv>(name, value));
+}
+
+}  // namespace psync::test

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -60,6 +61,19 @@ public:
 private:
     std::string name_;
     std::optional<std::string> old_;
+};
+
+// Loads tests/shim/fault_shim.c into the children started while it lives, with the given
+// PSYNC_FAULT_* settings (see that file). Under AddressSanitizer the shim comes before its
+// runtime in the library list, which ASan accepts once told so.
+class FaultShim {
+public:
+    explicit FaultShim(const std::vector<std::pair<std::string, std::string>>& settings);
+    FaultShim(const FaultShim&) = delete;
+    FaultShim& operator=(const FaultShim&) = delete;
+
+private:
+    std::vector<std::unique_ptr<ScopedEnv>> env_;
 };
 
 // ASAN_OPTIONS for a child whose memory a test measures: the current options plus a small

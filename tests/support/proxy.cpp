@@ -40,7 +40,7 @@ void ProxyProcess::start() {
             status_port_ = pick_free_port();
         }
         std::vector<std::string> argv = {PSYNC_PROXY_BIN,
-                                         "--upstream", "127.0.0.1:" + std::to_string(upstream_port_),
+                                         "--upstream", (options_.upstream_host.empty() ? std::string("127.0.0.1") : options_.upstream_host) + ":" + std::to_string(upstream_port_),
                                          "--port", std::to_string(port_),
                                          "--status-port", std::to_string(status_port_),
                                          "--dir", data_dir_,

@@ -20,6 +20,7 @@ struct ProxyOptions {
     std::string masterauth;    // --masterauth, "" = none
     std::string requirepass;   // --requirepass, "" = none
     std::string log_level;     // --log-level; "" = $PSYNC_IT_LOG_LEVEL or "debug"
+    std::string upstream_host;  // host in --upstream; "" = 127.0.0.1
     std::vector<std::string> extra_args;
     std::string data_dir;      // --dir; "" = <sandbox>/<name>/data, created by the sandbox
     std::optional<uint64_t> file_size_limit;  // RLIMIT_FSIZE of the proxy (see Process)

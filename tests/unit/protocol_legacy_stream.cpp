@@ -21,14 +21,20 @@ struct RecordingSink : StreamSink {
   std::vector<size_t> pings;                // out.size() at each upstream ping
   std::vector<std::string_view> views;      // the views as passed
   size_t empty_pieces = 0;
+  // (upstream position, out.size()) at each boundary (command or ping).
+  std::vector<std::pair<uint64_t, size_t>> marks;
 
-  void on_stream(std::string_view bytes, bool at_boundary) override {
+  void on_stream(std::string_view bytes, bool at_boundary, uint64_t upstream_end) override {
     if (bytes.empty()) empty_pieces++;
     out.append(bytes);
     pieces.emplace_back(out.size(), at_boundary);
     views.push_back(bytes);
+    if (at_boundary) marks.emplace_back(upstream_end, out.size());
   }
-  void on_upstream_ping() override { pings.push_back(out.size()); }
+  void on_upstream_ping(uint64_t upstream_end) override {
+    pings.push_back(out.size());
+    marks.emplace_back(upstream_end, out.size());
+  }
 };
 
 // A RESP multibulk command, encoded here independently of protocol/reply.h.
@@ -498,29 +504,41 @@ TEST_CASE("legacy stream: corrupted input fails the same way for every split") {
   CHECK(failures > 300);  // the corruption did produce errors
 }
 
-TEST_CASE("legacy stream: boundary_bytes_in points after the last whole command") {
+TEST_CASE("legacy stream: each boundary carries the upstream position just past its command") {
   const std::string set = mb({"SET", "k", "v"});     // whole
   const std::string ping = "*1\r\n$4\r\nPING\r\n";   // dropped, still a boundary
+  const std::string sel = "select 3\r\n";          // inline: re-encoded, so longer in the output
   const std::string big = mb({"SET", "big", std::string(200000, 'x')});
   StreamLimits limits;
   limits.max_held = 1024;
   LegacyStream s(limits);
   RecordingSink sink;
   REQUIRE(s.feed(set + ping, sink));
-  CHECK(s.boundary_bytes_in() == set.size() + ping.size());
-  // Half of a small command: held, the boundary stays before it.
+  uint64_t in = set.size() + ping.size();
+  REQUIRE(!sink.marks.empty());
+  CHECK(sink.marks.back() == std::pair<uint64_t, size_t>{in, set.size()});
+  // Half of a small command: held, no boundary until its last byte.
+  size_t marks = sink.marks.size();
   REQUIRE(s.feed(set.substr(0, 10), sink));
-  CHECK(s.boundary_bytes_in() == set.size() + ping.size());
+  CHECK(sink.marks.size() == marks);
   REQUIRE(s.feed(set.substr(10), sink));
-  CHECK(s.boundary_bytes_in() == 2 * set.size() + ping.size());
-  // A large command passed through in pieces: the boundary stays before it
-  // until its last byte.
-  uint64_t before = s.boundary_bytes_in();
+  in += set.size();
+  CHECK(sink.marks.back() == std::pair<uint64_t, size_t>{in, 2 * set.size()});
+  // An inline select cut in two: its boundary is past its LF upstream, past
+  // its multibulk form in the output.
+  REQUIRE(s.feed(sel.substr(0, 4), sink));
+  REQUIRE(s.feed(sel.substr(4), sink));
+  in += sel.size();
+  const size_t out_after_select = 2 * set.size() + mb({"SELECT", "3"}).size();
+  CHECK(sink.marks.back() == std::pair<uint64_t, size_t>{in, out_after_select});
+  // A large command passed through in pieces: no boundary until its last byte.
+  marks = sink.marks.size();
   REQUIRE(s.feed(big.substr(0, 100000), sink));
   CHECK_FALSE(s.at_boundary());
-  CHECK(s.boundary_bytes_in() == before);
+  CHECK(sink.marks.size() == marks);
   REQUIRE(s.feed(big.substr(100000), sink));
   CHECK(s.at_boundary());
-  CHECK(s.boundary_bytes_in() == before + big.size());
-  CHECK(s.boundary_bytes_in() == s.bytes_in());
+  in += big.size();
+  CHECK(sink.marks.back() == std::pair<uint64_t, size_t>{in, out_after_select + big.size()});
+  CHECK(in == s.bytes_in());
 }

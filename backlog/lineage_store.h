@@ -1,0 +1,107 @@
+// The lineage store: everything the proxy serves its replicas from, and
+// nothing about sockets. One lineage is (replid, snapshot at offset S, the log
+// from S+1 to the committed end).
+//
+// The one commit point. Stream bytes are appended, then committed together
+// with the position in the upstream master's stream that they end at:
+//
+//   append(bytes) ... append(bytes)  commit(upstream offset)
+//   └─ written past the committed end, ─┘└─ readers may now read them, and a
+//      invisible to readers                 resumed upstream link starts after
+//                                           that upstream offset
+//
+// Invariants (what was missing when a failed append silently skipped commands
+// on a PSYNC resume: the master offset and the log's end were two counters
+// that could drift apart):
+//   1. committed_end() <= log().last_offset(); readers never go past it.
+//   2. upstream().offset is the master offset of the last committed byte, and
+//      changes only in commit() (or when a lineage or upstream stream starts).
+//      So the resume point of an upstream link and what replicas have been
+//      shown can never disagree.
+//   3. rollback() brings the log back to the committed end and cannot fail:
+//      after any failed append, or a link lost mid-command, the next bytes are
+//      appended right after the last committed one.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "backlog/replication_log.h"
+#include "backlog/snapshot_store.h"
+
+namespace psync::backlog {
+
+// Where a committed end stands in the upstream master's own stream.
+struct UpstreamPosition {
+  std::string replid;   // the master's replication ID; "" when the link cannot be resumed
+  uint64_t offset = 0;  // master offset of the last committed byte
+};
+
+class LineageStore {
+ public:
+  LineageStore(std::string dir, uint64_t segment_bytes);
+  LineageStore(const LineageStore&) = delete;
+  LineageStore& operator=(const LineageStore&) = delete;
+
+  // Deletes what an earlier run left and starts with an empty log whose first
+  // byte will be next_offset, and no lineage. Throws LogError.
+  void reset(uint64_t next_offset);
+
+  // ----- Writing (the live feed) -----
+  // Appends past the committed end. Throws LogError; the bytes are then not
+  // in the log, and what was appended before them since the last commit is
+  // still there: the caller ends the stream and calls rollback().
+  void append(std::string_view bytes);
+  // Makes everything appended so far readable; upstream_offset is the master
+  // offset that the last byte of it corresponds to. Notifies the listener when
+  // the committed end moved.
+  void commit(uint64_t upstream_offset);
+  // The same, for bytes of the proxy's own (its PINGs): the upstream position
+  // stays where it was. Only when nothing is uncommitted.
+  void commit_own();
+  // Drops what was appended since the last commit; returns the byte count.
+  // problems receives what tidying the files could not do ("" if nothing).
+  uint64_t rollback(std::string& problems);
+  bool has_uncommitted() const { return log_.last_offset() != committed_end_; }
+  uint64_t committed_end() const { return committed_end_; }
+
+  // ----- The upstream stream this lineage follows -----
+  const UpstreamPosition& upstream() const { return upstream_; }
+  // A new upstream stream whose byte `offset` corresponds to the committed
+  // end (after +FULLRESYNC, +CONTINUE <new replid>); replid "" for a stream
+  // that cannot be resumed (SYNC).
+  void set_upstream(std::string replid, uint64_t offset);
+  // The upstream stream cannot be resumed at the committed end any more.
+  void forget_upstream() { upstream_.replid.clear(); }
+
+  // ----- The lineage -----
+  // A complete, durable snapshot taken at the committed end (its offset must
+  // be committed_end(), and nothing may be uncommitted): its lineage starts.
+  // The previous snapshot file is discarded and log segments wholly before the
+  // new snapshot are deleted (problems says what could not be).
+  void begin_lineage(std::shared_ptr<Snapshot> snapshot, std::string& problems);
+  const std::string& replid() const { return replid_; }  // "" before the first snapshot
+  const std::shared_ptr<Snapshot>& snapshot() const { return snapshot_; }
+  // First offset a PSYNC of this lineage may ask for.
+  uint64_t psync_floor() const;
+  // PSYNC <replid> <offset> can be answered +CONTINUE.
+  bool can_continue(std::string_view replid, uint64_t offset) const;
+
+  // ----- Reading -----
+  const ReplicationLog& log() const { return log_; }
+  // Called after every commit that moved the committed end.
+  void set_listener(std::function<void()> on_commit) { on_commit_ = std::move(on_commit); }
+
+ private:
+  ReplicationLog log_;
+  uint64_t committed_end_ = 0;
+  UpstreamPosition upstream_;
+  std::string replid_;
+  std::shared_ptr<Snapshot> snapshot_;
+  std::function<void()> on_commit_;
+};
+
+}  // namespace psync::backlog

@@ -1,0 +1,180 @@
+// The lineage store's one commit point: what readers see and where a resumed
+// upstream link starts are always the same fact.
+#include <doctest/doctest.h>
+#include <dirent.h>
+
+#include <string>
+
+#include "backlog/lineage_store.h"
+#include "tests/unit/backlog_fixtures.h"
+
+using psync::backlog::LineageStore;
+using psync::backlog::LogError;
+using psync::backlog::ReplicationLog;
+using psync::backlog::SnapshotWriter;
+
+using backlog_test::FileSizeLimit;
+using backlog_test::TempDir;
+
+namespace {
+
+std::string read_log(const LineageStore& store, uint64_t from, uint64_t to) {
+  std::string out(to + 1 - from, '\0');
+  out.resize(store.log().read(from, out.data(), out.size()));
+  return out;
+}
+
+size_t open_fds() {
+  size_t n = 0;
+  DIR* d = opendir("/proc/self/fd");
+  REQUIRE(d != nullptr);
+  while (readdir(d) != nullptr) ++n;
+  closedir(d);
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("lineage store: appended bytes are invisible until committed, with their upstream offset") {
+  TempDir dir;
+  LineageStore store(dir.path, 1 << 20);
+  store.reset(1);
+  store.set_upstream("a" + std::string(39, '0'), 1000);
+  int notified = 0;
+  store.set_listener([&] { ++notified; });
+
+  store.append("*1\r\n$4\r\nINCR");
+  CHECK(store.has_uncommitted());
+  CHECK(store.committed_end() == 0);
+  CHECK(store.upstream().offset == 1000);  // the resume point does not move with appends
+  CHECK(notified == 0);
+  store.append("\r\n");
+  store.commit(1014);
+  CHECK_FALSE(store.has_uncommitted());
+  CHECK(store.committed_end() == 14);
+  CHECK(store.upstream().offset == 1014);
+  CHECK(notified == 1);
+
+  // A dropped upstream PING: the upstream position moves, the log does not,
+  // nobody is woken.
+  store.commit(1028);
+  CHECK(store.committed_end() == 14);
+  CHECK(store.upstream().offset == 1028);
+  CHECK(notified == 1);
+
+  // The proxy's own PING: the log moves, the upstream position does not.
+  store.append("*1\r\n$4\r\nPING\r\n");
+  store.commit_own();
+  CHECK(store.committed_end() == 28);
+  CHECK(store.upstream().offset == 1028);
+  CHECK(notified == 2);
+}
+
+TEST_CASE("lineage store: rollback after a failed append resumes right after the last commit") {
+  TempDir dir;
+  LineageStore store(dir.path, 1 << 20);
+  store.reset(1);
+  store.set_upstream("b" + std::string(39, '0'), 0);
+  store.append("0123456789");
+  store.commit(10);
+  // Part of a large command is in, uncommitted; then the disk fills up.
+  store.append("abcde");
+  bool thrown = false;
+  {
+    FileSizeLimit limit(17);
+    try {
+      store.append("fghij");
+    } catch (const LogError&) {
+      thrown = true;
+    }
+  }
+  REQUIRE(thrown);
+  CHECK(store.committed_end() == 10);
+  CHECK(store.upstream().offset == 10);  // PSYNC <id> 11: the master resends from "abcde"
+  std::string problems;
+  CHECK(store.rollback(problems) == 5);
+  CHECK(problems.empty());
+  CHECK(store.log().last_offset() == 10);
+  // What the master sends again goes right after the last committed byte.
+  store.append("abcdefghij");
+  store.commit(20);
+  CHECK(read_log(store, 1, 20) == "0123456789abcdefghij");
+  CHECK(store.rollback(problems) == 0);
+}
+
+TEST_CASE("lineage store: a lineage starts only from a snapshot at the committed end") {
+  TempDir dir;
+  LineageStore store(dir.path, 10);
+  store.reset(1);
+  for (int i = 0; i < 3; ++i) {
+    store.append("0123456789");
+    store.commit(0);
+  }
+  CHECK(store.log().segment_count() == 3);
+  std::string problems;
+  {
+    SnapshotWriter w(dir.path);
+    w.write("REDIS0006");
+    auto wrong = w.commit("c" + std::string(39, '0'), 7);
+    CHECK_THROWS_AS(store.begin_lineage(wrong, problems), std::logic_error);
+  }
+  store.append("x");  // uncommitted: refused too
+  {
+    SnapshotWriter w(dir.path);
+    w.write("REDIS0006");
+    auto snap = w.commit("d" + std::string(39, '0'), 30);
+    CHECK_THROWS_AS(store.begin_lineage(snap, problems), std::logic_error);
+    CHECK(store.rollback(problems) == 1);
+    store.begin_lineage(snap, problems);
+  }
+  CHECK(problems.empty());
+  CHECK(store.replid() == "d" + std::string(39, '0'));
+  CHECK(store.psync_floor() == 31);
+  CHECK(store.can_continue(store.replid(), 31));
+  CHECK_FALSE(store.can_continue(store.replid(), 30));
+  CHECK_FALSE(store.can_continue(store.replid(), 32));
+  CHECK_FALSE(store.can_continue("e" + std::string(39, '0'), 31));
+  // Segments wholly before the snapshot are gone (never the one written to).
+  CHECK(store.log().segment_count() == 1);
+}
+
+TEST_CASE("replication log: a long log keeps a few files open, however many segments are read") {
+  TempDir dir;
+  ReplicationLog log(dir.path, 100);
+  log.reset(1);
+  const size_t before = open_fds();
+  for (int i = 0; i < 300; ++i) log.append(std::string(100, static_cast<char>('a' + i % 26)));
+  CHECK(log.segment_count() == 300);
+  CHECK(log.open_files() == 1);  // only the segment written to
+  CHECK(open_fds() <= before + 1);
+  // A reader walking the whole log, and another one at the start.
+  char buf[100];
+  for (uint64_t off = 1; off <= log.last_offset(); off += 100) {
+    REQUIRE(log.read(off, buf, 100) == 100);
+    CHECK(buf[0] == static_cast<char>('a' + ((off - 1) / 100) % 26));
+    REQUIRE(log.read(1, buf, 1) == 1);
+  }
+  CHECK(log.open_files() <= ReplicationLog::kMaxReadFiles + 1);
+  CHECK(open_fds() <= before + ReplicationLog::kMaxReadFiles + 1);
+  // A span keeps its file usable after the log closed its own reference.
+  auto held = log.span(1, 10);
+  for (uint64_t off = 1001; off <= log.last_offset(); off += 100) REQUIRE(log.read(off, buf, 1) == 1);
+  CHECK(::pread(held.fd, buf, 10, 0) == 10);
+  CHECK(std::string(buf, 10) == std::string(10, 'a'));
+}
+
+TEST_CASE("replication log: truncating back into a closed segment writes on in it") {
+  TempDir dir;
+  ReplicationLog log(dir.path, 10);
+  log.reset(1);
+  log.append("0123456789");
+  log.append("abcdefghij");
+  log.append("KLM");
+  CHECK(log.open_files() == 1);
+  CHECK(log.truncate_to(16).empty());  // into the closed segment at 11
+  CHECK(log.segment_count() == 2);
+  log.append("XYZ");
+  char buf[8] = {};
+  CHECK(log.read(11, buf, 8) == 8);
+  CHECK(std::string(buf, 8) == "abcdeXYZ");
+}
