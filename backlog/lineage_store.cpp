@@ -47,6 +47,7 @@ void LineageStore::begin_lineage(std::shared_ptr<Snapshot> snapshot, std::string
   std::shared_ptr<Snapshot> old = std::move(snapshot_);
   snapshot_ = std::move(snapshot);
   replid_ = snapshot_->replid();
+  lineage_start_ = snapshot_->offset();
   if (old) old->discard();
   problems.clear();
   try {
@@ -56,10 +57,37 @@ void LineageStore::begin_lineage(std::shared_ptr<Snapshot> snapshot, std::string
   }
 }
 
+void LineageStore::install_snapshot(std::shared_ptr<Snapshot> snapshot) {
+  if (!snapshot_ || !snapshot || snapshot->replid() != replid_ || snapshot->offset() > committed_end_ ||
+      snapshot->offset() + 1 < log_.first_offset() || snapshot->offset() < snapshot_->offset()) {
+    throw std::logic_error("LineageStore::install_snapshot: not a snapshot of this lineage inside the log");
+  }
+  std::shared_ptr<Snapshot> old = std::move(snapshot_);
+  snapshot_ = std::move(snapshot);
+  // Same replid, same file name: the new file was renamed over the old one,
+  // which discard() recognises and leaves alone.
+  old->discard();
+}
+
 uint64_t LineageStore::psync_floor() const {
   uint64_t floor = log_.first_offset();
-  if (snapshot_) floor = std::max(floor, snapshot_->offset() + 1);
+  if (snapshot_) floor = std::max(floor, lineage_start_ + 1);
   return floor;
+}
+
+uint64_t LineageStore::trim(uint64_t backlog_bytes, uint64_t hold_from, std::string& problems) {
+  problems.clear();
+  if (!snapshot_) return 0;
+  uint64_t x1 = snapshot_->offset() + 1;
+  uint64_t keep_from = x1 > backlog_bytes ? x1 - backlog_bytes : 1;
+  keep_from = std::min(keep_from, hold_from);
+  const uint64_t before = log_.bytes_on_disk();
+  try {
+    log_.trim_before(keep_from);
+  } catch (const std::exception& e) {
+    problems = e.what();
+  }
+  return before - log_.bytes_on_disk();
 }
 
 bool LineageStore::can_continue(std::string_view replid, uint64_t offset) const {

@@ -83,10 +83,30 @@ class LineageStore {
   // The previous snapshot file is discarded and log segments wholly before the
   // new snapshot are deleted (problems says what could not be).
   void begin_lineage(std::shared_ptr<Snapshot> snapshot, std::string& problems);
+  // A newer snapshot of the same lineage (a refresh), taken at offset X of
+  // the committed log: X <= committed_end() and the log still holds X+1, so
+  // a full resync is this RDB, its prefix, then the log from X+1. The
+  // previous snapshot is discarded (its readers go on with their fd).
+  void install_snapshot(std::shared_ptr<Snapshot> snapshot);
   const std::string& replid() const { return replid_; }  // "" before the first snapshot
+  // The snapshot full resyncs are served from (the newest).
   const std::shared_ptr<Snapshot>& snapshot() const { return snapshot_; }
-  // First offset a PSYNC of this lineage may ask for.
+  // Offset of the snapshot the lineage started from.
+  uint64_t lineage_start() const { return lineage_start_; }
+  // First offset a PSYNC of this lineage may ask for: the lineage's first
+  // byte, or the first byte still retained.
   uint64_t psync_floor() const;
+  // Stream bytes committed since the current snapshot.
+  uint64_t bytes_since_snapshot() const { return snapshot_ ? committed_end_ - snapshot_->offset() : 0; }
+
+  // ----- Retention -----
+  // Deletes the log segments that nobody can need any more: those wholly
+  // before X+1-backlog_bytes (X: the current snapshot's offset; a full resync
+  // needs the log from X+1 on, a partial one is served within backlog_bytes
+  // before it) and before hold_from (the first offset a full resync still in
+  // progress will read: its snapshot may be an older one). Returns the bytes
+  // deleted; problems says what could not be.
+  uint64_t trim(uint64_t backlog_bytes, uint64_t hold_from, std::string& problems);
   // PSYNC <replid> <offset> can be answered +CONTINUE.
   bool can_continue(std::string_view replid, uint64_t offset) const;
 
@@ -101,6 +121,7 @@ class LineageStore {
   UpstreamPosition upstream_;
   std::string replid_;
   std::shared_ptr<Snapshot> snapshot_;
+  uint64_t lineage_start_ = 0;
   std::function<void()> on_commit_;
 };
 

@@ -46,13 +46,14 @@ bool leftover_name(std::string_view name) {
 // --- Snapshot ---------------------------------------------------------------
 
 Snapshot::Snapshot(std::string path, int fd, uint64_t size, uint64_t offset, std::string replid,
-                   int64_t created_unix)
+                   int64_t created_unix, std::string prefix)
     : path_(std::move(path)),
       fd_(fd),
       size_(size),
       offset_(offset),
       replid_(std::move(replid)),
-      created_unix_(created_unix) {}
+      created_unix_(created_unix),
+      prefix_(std::move(prefix)) {}
 
 Snapshot::~Snapshot() {
   if (fd_ >= 0) close(fd_);
@@ -69,8 +70,8 @@ void Snapshot::discard() {
 
 // --- SnapshotWriter ---------------------------------------------------------
 
-SnapshotWriter::SnapshotWriter(const std::string& dir)
-    : dir_(dir), tmp_path_(dir + "/snapshot.rdb.tmp") {
+SnapshotWriter::SnapshotWriter(const std::string& dir, const std::string& tag)
+    : dir_(dir), tmp_path_(dir + (tag.empty() ? "/snapshot.rdb.tmp" : "/snapshot-" + tag + ".rdb.tmp")) {
   fd_ = open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd_ < 0) fail(tmp_path_, "open", errno);
   // A stale temp file keeps its old mode through O_TRUNC.
@@ -96,7 +97,8 @@ void SnapshotWriter::write(std::string_view bytes) {
   }
 }
 
-std::shared_ptr<Snapshot> SnapshotWriter::commit(const std::string& replid, uint64_t offset) {
+std::shared_ptr<Snapshot> SnapshotWriter::commit(const std::string& replid, uint64_t offset,
+                                                 const std::string& prefix) {
   if (done_) throw std::logic_error("SnapshotWriter::commit after commit or abort");
 
   // Any failure before the rename: remove the temp file (abort) and throw.
@@ -105,6 +107,7 @@ std::shared_ptr<Snapshot> SnapshotWriter::commit(const std::string& replid, uint
     fail(path, what, err);
   };
   if (!valid_replid(replid)) fail_tmp(tmp_path_, "commit: invalid replid", EINVAL);
+  if (prefix.size() > offset) fail_tmp(tmp_path_, "commit: prefix longer than the offset", EINVAL);
   if (fsync(fd_) != 0) fail_tmp(tmp_path_, "fsync", errno);
   int fd = fd_;
   fd_ = -1;
@@ -126,7 +129,7 @@ std::shared_ptr<Snapshot> SnapshotWriter::commit(const std::string& replid, uint
   int rfd = open(final_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (rfd < 0) fail_final(final_path, "open", errno);
   return std::make_shared<Snapshot>(final_path, rfd, bytes_, offset, replid,
-                                    static_cast<int64_t>(time(nullptr)));
+                                    static_cast<int64_t>(time(nullptr)), prefix);
 }
 
 void SnapshotWriter::abort() {

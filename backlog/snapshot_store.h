@@ -19,7 +19,7 @@ namespace psync::backlog {
 class Snapshot {
  public:
   Snapshot(std::string path, int fd, uint64_t size, uint64_t offset, std::string replid,
-           int64_t created_unix);
+           int64_t created_unix, std::string prefix = {});
   ~Snapshot();  // closes fd
   Snapshot(const Snapshot&) = delete;
   Snapshot& operator=(const Snapshot&) = delete;
@@ -28,6 +28,12 @@ class Snapshot {
   int fd() const { return fd_; }              // O_RDONLY, for sendfile/pread
   uint64_t size() const { return size_; }      // RDB bytes
   uint64_t offset() const { return offset_; }  // S: the first stream byte after it is S+1
+  // Stream bytes a replica gets right after the RDB and before the log from
+  // S+1, counted in its offsets: +FULLRESYNC <replid> S-len(prefix). Empty
+  // for the snapshot a lineage starts from; SELECT <db at S> for one taken
+  // within a lineage (the RDB cannot say which db the stream is in at S).
+  const std::string& prefix() const { return prefix_; }
+  uint64_t fullresync_offset() const { return offset_ - prefix_.size(); }
   const std::string& replid() const { return replid_; }
   int64_t created_unix() const { return created_unix_; }
   // Unlinks the file (a newer snapshot replaced it); open readers go on.
@@ -40,12 +46,14 @@ class Snapshot {
   uint64_t offset_;
   std::string replid_;
   int64_t created_unix_;
+  std::string prefix_;
 };
 
 class SnapshotWriter {
  public:
-  // Creates <dir>/snapshot.rdb.tmp (truncated, mode 0600). Throws LogError.
-  explicit SnapshotWriter(const std::string& dir);
+  // Creates <dir>/snapshot.rdb.tmp, or snapshot-<tag>.rdb.tmp (truncated,
+  // mode 0600): two downloads at once need two tags. Throws LogError.
+  explicit SnapshotWriter(const std::string& dir, const std::string& tag = {});
   ~SnapshotWriter();  // abort() unless committed
   SnapshotWriter(const SnapshotWriter&) = delete;
   SnapshotWriter& operator=(const SnapshotWriter&) = delete;
@@ -57,7 +65,8 @@ class SnapshotWriter {
   // fsync, rename to <dir>/snapshot-<replid>.rdb, fsync the directory, reopen
   // read-only. Blocking for the length of an fsync of the whole file: call it
   // off the event loop thread. Throws LogError; the temp file is then removed.
-  std::shared_ptr<Snapshot> commit(const std::string& replid, uint64_t offset);
+  std::shared_ptr<Snapshot> commit(const std::string& replid, uint64_t offset,
+                                   const std::string& prefix = {});
 
   // Closes and unlinks the temp file. Idempotent.
   void abort();

@@ -89,8 +89,11 @@ bool LegacyStream::fail(uint64_t at, const std::string& what) {
 // to kFailed) a protocol error.
 size_t LegacyStream::scan_commands(std::string_view in, size_t pos, StreamSink& sink) {
   size_t run = pos;  // start of the commands found but not delivered yet
+  // fail() moves bytes_in_ to the error's position: the commands before the
+  // error are delivered with their own positions, from the feed's start.
+  const uint64_t feed_start = bytes_in_;
   auto deliver_run = [&] {
-    if (pos > run) sink.on_stream(in.substr(run, pos - run), true, bytes_in_ + pos);
+    if (pos > run) sink.on_stream(in.substr(run, pos - run), true, feed_start + pos);
     run = pos;
   };
 

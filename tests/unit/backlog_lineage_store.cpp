@@ -178,3 +178,59 @@ TEST_CASE("replication log: truncating back into a closed segment writes on in i
   CHECK(log.read(11, buf, 8) == 8);
   CHECK(std::string(buf, 8) == "abcdeXYZ");
 }
+
+TEST_CASE("lineage store: a refreshed snapshot at X serves full resyncs; retention keeps X+1-backlog and what a full resync in progress reads") {
+  TempDir dir;
+  LineageStore store(dir.path, 10);
+  store.reset(1);
+  const std::string id = "f" + std::string(39, '0');
+  std::string problems;
+  {
+    SnapshotWriter w(dir.path);
+    w.write("REDIS0006-first");
+    store.begin_lineage(w.commit(id, 0), problems);
+  }
+  for (int i = 0; i < 10; ++i) {  // offsets 1..100, ten segments
+    store.append("0123456789");
+    store.commit(0);
+  }
+  auto first = store.snapshot();
+  CHECK(store.bytes_since_snapshot() == 100);
+  const std::string select = "*2\r\n$6\r\nSELECT\r\n$1\r\n5\r\n";
+  {
+    SnapshotWriter w(dir.path, "refresh");
+    w.write("REDIS0006-second");
+    auto snap = w.commit(id, 70, select);
+    CHECK(snap->fullresync_offset() == 70 - select.size());
+    // Not of this lineage, past the committed end: refused.
+    SnapshotWriter other(dir.path, "other");
+    other.write("x");
+    CHECK_THROWS_AS(store.install_snapshot(other.commit(id, 101)), std::logic_error);
+    store.install_snapshot(snap);
+  }
+  CHECK(store.snapshot()->offset() == 70);
+  CHECK(store.snapshot()->prefix() == select);
+  CHECK(store.bytes_since_snapshot() == 30);
+  CHECK(store.lineage_start() == 0);
+  // The first snapshot's reader still reads its bytes although the file was replaced.
+  char buf[15];
+  CHECK(::pread(first->fd(), buf, 15, 0) == 15);
+  CHECK(std::string(buf, 15) == "REDIS0006-first");
+  // Partial resyncs still reach back to the lineage's first byte until trimmed.
+  CHECK(store.psync_floor() == 1);
+  CHECK(store.can_continue(id, 1));
+
+  // A full resync from the first snapshot is in progress: it will read from offset 1.
+  CHECK(store.trim(20, 1, problems) == 0);
+  CHECK(store.log().first_offset() == 1);
+  // It has finished: keep X+1-20 = 51 on (the segment holding 51 starts at 51).
+  CHECK(store.trim(20, UINT64_MAX, problems) == 50);
+  CHECK(problems.empty());
+  CHECK(store.log().first_offset() == 51);
+  CHECK(store.psync_floor() == 51);
+  CHECK_FALSE(store.can_continue(id, 50));
+  CHECK(store.can_continue(id, 51));
+  // backlog 0: only what a full resync from X needs (the segment holding X+1 = 71).
+  store.trim(0, UINT64_MAX, problems);
+  CHECK(store.log().first_offset() == 71);
+}

@@ -542,3 +542,15 @@ TEST_CASE("legacy stream: each boundary carries the upstream position just past 
   CHECK(sink.marks.back() == std::pair<uint64_t, size_t>{in, out_after_select + big.size()});
   CHECK(in == s.bytes_in());
 }
+
+TEST_CASE("legacy stream: commands before a protocol error in the same feed keep their own positions") {
+  // Found by the fuzzer: the error moved the feed's base, and the SET before it was
+  // reported as ending past the bytes fed (a resume point past the log's end).
+  const std::string set = mb({"SET", "a", "1"});
+  LegacyStream s;
+  RecordingSink sink;
+  CHECK_FALSE(s.feed(set + "+OK\r\n", sink));
+  REQUIRE(sink.marks.size() == 1);
+  CHECK(sink.marks[0] == std::pair<uint64_t, size_t>{set.size(), set.size()});
+  CHECK(s.bytes_in() == set.size());  // the error's position
+}
