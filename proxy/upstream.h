@@ -49,9 +49,11 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   State state() const { return state_; }
   Mode mode() const { return mode_; }
   static const char* mode_name(Mode m);
-  // redis_version from the master's INFO server ("" when not allowed).
+  // redis_version from the master's INFO server ("" when not allowed), as
+  // protocol::peer_text() gives it. Every peer string kept here is ASCII-safe.
   const std::string& master_version() const { return master_version_; }
-  // The master's replication ID and our offset in its stream (PSYNC only).
+  // The master's replication ID (40 hex digits, or "": another is never
+  // adopted) and our offset in its stream (PSYNC only).
   const std::string& master_replid() const { return master_replid_; }
   uint64_t master_offset() const;
   uint64_t partial_resyncs() const { return partial_resyncs_; }
