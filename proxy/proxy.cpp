@@ -478,10 +478,14 @@ std::string Proxy::info(std::string_view section) const {
     add("master_repl_offset:" + std::to_string(visible_end_));
     add("second_repl_offset:-1");
     add(std::string("repl_backlog_active:") + (snapshot_ ? "1" : "0"));
-    add("repl_backlog_size:" + std::to_string(config_.backlog_size));
     uint64_t floor = psync_floor();
+    uint64_t histlen = visible_end_ + 1 - std::min(floor, visible_end_ + 1);
+    // --backlog-size is not enforced yet (the log keeps every byte since the
+    // snapshot): the size reported is what is kept, never more than what a
+    // PSYNC can be served from. /status log.retention says so in words.
+    add("repl_backlog_size:" + std::to_string(histlen));
     add("repl_backlog_first_byte_offset:" + std::to_string(floor));
-    add("repl_backlog_histlen:" + std::to_string(visible_end_ + 1 - std::min(floor, visible_end_ + 1)));
+    add("repl_backlog_histlen:" + std::to_string(histlen));
     out += "\r\n";
   }
   if (all || protocol::iequals(section, "stats")) {

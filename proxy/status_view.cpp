@@ -11,6 +11,11 @@
 
 namespace psync::proxy {
 
+std::string log_retention_text(uint64_t backlog_size_configured) {
+  return "every byte since the snapshot, until the next upstream SYNC; --backlog-size (" +
+         human_bytes(static_cast<double>(backlog_size_configured)) + ") is not enforced yet";
+}
+
 StatusView Proxy::status_view() const {
   const Upstream& up = *upstream_;
   StatusView v;
@@ -42,6 +47,7 @@ StatusView Proxy::status_view() const {
   v.log.last_offset = log_.last_offset();
   v.log.bytes_on_disk = log_.bytes_on_disk();
   v.log.segments = log_.segment_count();
+  v.log.backlog_size_configured = config_.backlog_size;
 
   v.storage.dir = config_.dir;
   v.storage.ok = !storage_failing_;
@@ -107,7 +113,9 @@ std::string render_status_json(const StatusView& v) {
   j["log"] = {{"first_offset", v.log.first_offset},
               {"last_offset", v.log.last_offset},
               {"bytes_on_disk", v.log.bytes_on_disk},
-              {"segments", v.log.segments}};
+              {"segments", v.log.segments},
+              {"backlog_size_configured", v.log.backlog_size_configured},
+              {"retention", log_retention_text(v.log.backlog_size_configured)}};
   j["storage"] = {{"dir", v.storage.dir},
                   {"ok", v.storage.ok},
                   {"last_error", v.storage.last_error},

@@ -50,6 +50,7 @@ struct StatusView {
     uint64_t last_offset = 0;
     uint64_t bytes_on_disk = 0;
     uint64_t segments = 0;
+    uint64_t backlog_size_configured = 0;  // --backlog-size: not enforced yet
   };
   struct StoragePart {
     std::string dir;
@@ -93,5 +94,8 @@ std::string render_status_json(const StatusView& view);
 
 // GET /metrics: the Prometheus text format (proxy/metrics.cpp).
 std::string render_metrics_text(const StatusView& view);
+
+// /status log.retention: how much of the log is kept, in words.
+std::string log_retention_text(uint64_t backlog_size_configured);
 
 }  // namespace psync::proxy

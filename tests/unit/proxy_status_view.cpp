@@ -1,4 +1,5 @@
 #include <doctest/doctest.h>
+#include <uv.h>
 
 #include <nlohmann/json.hpp>
 #include <set>
@@ -29,7 +30,7 @@ StatusView busy_view() {
   v.upstream.version = "4.0.14";
   v.upstream.replid = "1111111111111111111111111111111111111111";
   v.upstream.offset = 5000;
-  v.log = {1, 900, 900, 1};
+  v.log = {1, 900, 900, 1, 256ull << 20};
   v.storage.dir = "/var/lib/psync-proxy";
   v.snapshot = StatusView::SnapshotPart{0, 100, v.proxy.replid, 1700000000, 3};
   StatusView::ReplicaPart online;
@@ -75,7 +76,8 @@ TEST_CASE("status view: the /status fields, with null where a value is unknown")
         std::set<std::string>{"address", "state", "link_up", "last_error", "sync_count", "rdb_bytes_received",
                               "rdb_bytes_expected", "stream_bytes", "commands", "seconds_since_last_byte", "mode",
                               "version", "replid", "offset"});
-  CHECK(keys(j["log"]) == std::set<std::string>{"first_offset", "last_offset", "bytes_on_disk", "segments"});
+  CHECK(keys(j["log"]) == std::set<std::string>{"first_offset", "last_offset", "bytes_on_disk", "segments",
+                                                "backlog_size_configured", "retention"});
   CHECK(keys(j["storage"]) == std::set<std::string>{"dir", "ok", "last_error", "last_error_unix"});
   CHECK(keys(j["snapshot"]) == std::set<std::string>{"offset", "bytes", "replid", "created_unix", "age_seconds"});
   CHECK(keys(j["counters"]) == std::set<std::string>{"sync_full", "sync_partial_ok", "sync_partial_err",
@@ -97,6 +99,16 @@ TEST_CASE("status view: the /status fields, with null where a value is unknown")
   CHECK(j["upstream"]["seconds_since_last_byte"].is_null());
   CHECK(j["replicas"].is_array());
   CHECK(j["replicas"].empty());
+}
+
+TEST_CASE("status view: log.retention says --backlog-size is not enforced, with the configured size") {
+  StatusView v = busy_view();
+  v.log.backlog_size_configured = 64ull << 20;
+  json j = json::parse(render_status_json(v));
+  CHECK(j["log"]["backlog_size_configured"] == 64ull << 20);
+  const std::string retention = j["log"]["retention"];
+  CHECK(retention.find("--backlog-size (64.0 MB) is not enforced yet") != std::string::npos);
+  CHECK(retention.find("until the next upstream SYNC") != std::string::npos);
 }
 
 TEST_CASE("status view: strings that are not UTF-8 in every field: valid JSON, never an exception") {
@@ -142,4 +154,37 @@ TEST_CASE("metrics from the view: replicas in a handshake are left out, lag only
     CAPTURE(line);
     CHECK((line.rfind("# ", 0) == 0 || line.rfind("psync_proxy_", 0) == 0));
   }
+}
+
+namespace {
+struct IdleProxy {
+  uv_loop_t loop{};
+  std::unique_ptr<Proxy> proxy;
+  explicit IdleProxy(uint64_t backlog_size) {
+    uv_loop_init(&loop);
+    Config c;
+    c.upstream.host = "127.0.0.1";
+    c.upstream.port = 1;
+    c.has_upstream = true;
+    c.backlog_size = backlog_size;
+    proxy = std::make_unique<Proxy>(&loop, c);
+  }
+  ~IdleProxy() {
+    proxy.reset();
+    uv_walk(&loop, [](uv_handle_t* h, void*) { if (!uv_is_closing(h)) uv_close(h, nullptr); }, nullptr);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+  }
+};
+}  // namespace
+
+TEST_CASE("INFO repl_backlog_size is the bytes kept, not the --backlog-size that is not enforced yet") {
+  IdleProxy p(64ull << 20);
+  const std::string info = p.proxy->info("replication");
+  CHECK(info.find("repl_backlog_size:0\r\n") != std::string::npos);
+  CHECK(info.find("repl_backlog_histlen:0") != std::string::npos);
+  CHECK(info.find(std::to_string(64ull << 20)) == std::string::npos);
+  // /status says what is configured.
+  json j = json::parse(p.proxy->status_json());
+  CHECK(j["log"]["backlog_size_configured"] == 64ull << 20);
 }
