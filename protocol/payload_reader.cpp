@@ -71,7 +71,7 @@ PayloadReader::Status PayloadReader::handle_line(std::string_view line, PayloadS
   }
   switch (line[0]) {
     case '-':
-      error_ = line.substr(1);
+      error_ = peer_text(line.substr(1));  // kept and shown: ASCII-safe from here (text.h)
       error_is_reply_ = true;
       return finish(Status::kError);
     case '+': {

@@ -49,9 +49,11 @@ class PayloadReader {
 
   const std::string& error() const { return error_; }
   // True when error() is the master's own "-..." reply (e.g. "ERR Unable to
-  // perform background save"), false for a framing error.
+  // perform background save"), false for a framing error. Either way error()
+  // is ASCII-safe text (protocol/text.h): the reply as peer_text() gives it.
   bool error_is_reply() const { return error_is_reply_; }
-  // The "+CONTINUE..." line without '+' and CRLF.
+  // The "+CONTINUE..." line without '+' and CRLF: the master's raw bytes (pass
+  // them through peer_text() before showing them, is_replid() before keeping an ID).
   const std::string& continue_line() const { return continue_line_; }
   // Payload bytes delivered so far and the announced size (nullopt: $EOF or not started).
   uint64_t payload_bytes() const { return payload_bytes_; }

@@ -1,10 +1,10 @@
 #include "protocol/request_parser.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <optional>
 
 #include "protocol/numbers.h"
+#include "protocol/text.h"
 
 namespace psync::protocol {
 
@@ -38,14 +38,6 @@ std::optional<int64_t> parse_length(std::string_view s) {
   if (s.size() > 1 && s[0] == '0') return std::nullopt;
   if (s.size() > 1 && s[0] == '-' && s[1] == '0') return std::nullopt;
   return parse_i64(s);
-}
-
-// A byte as it may appear in an error message (which must stay one line).
-std::string printable(char c) {
-  if (c >= 0x20 && c < 0x7f) return std::string(1, c);
-  char buf[8];
-  std::snprintf(buf, sizeof(buf), "\\x%02x", static_cast<unsigned char>(c));
-  return buf;
 }
 
 bool is_space(char c) {  // isspace() in the C locale
@@ -152,7 +144,7 @@ RequestParser::Result RequestParser::parse_multibulk(std::vector<std::string>& a
       std::string_view rest(buf_.data() + pos_ + cursor_, buf_.size() - pos_ - cursor_);
       if (rest.empty()) return Result::kNeedMore;
       if (rest[0] != '$') {
-        return fail("Protocol error: expected '$', got '" + printable(rest[0]) + "'");
+        return fail("Protocol error: expected '$', got " + quoted(rest.substr(0, 1)));
       }
       size_t line_len = 0;
       switch (scan_length_line(rest, line_len)) {

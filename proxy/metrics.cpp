@@ -1,10 +1,9 @@
 // GET /metrics: the Prometheus text exposition format (version 0.0.4).
 #include <cstdio>
-#include <ctime>
 #include <string>
 
-#include "proxy/proxy.h"
 #include "proxy/replica_session.h"
+#include "proxy/status_view.h"
 #include "proxy/upstream.h"
 
 namespace psync::proxy {
@@ -62,95 +61,94 @@ std::string label(const char* key, const std::string& value) {
 }
 
 // Replicas are labelled by address and listening port: stable across reconnects.
-std::string replica_label(const ReplicaSession& s) {
-  return label("replica", s.ip() + ":" + std::to_string(s.listening_port()));
+std::string replica_label(const StatusView::ReplicaPart& r) {
+  return label("replica", r.ip + ":" + std::to_string(r.listening_port));
 }
 
 }  // namespace
 
-std::string Proxy::metrics_text() const {
+std::string Proxy::metrics_text() const { return render_metrics_text(status_view()); }
+
+std::string render_metrics_text(const StatusView& v) {
   Writer w;
-  const Upstream& up = upstream();
-  const Counters& c = counters_;
-  auto d = [](uint64_t v) { return static_cast<double>(v); };
+  const StatusView::UpstreamPart& up = v.upstream;
+  const Counters& c = v.counters;
+  auto d = [](uint64_t x) { return static_cast<double>(x); };
 
   w.family("psync_proxy_info", "gauge", "Version and current replication ID of the proxy.");
   w.sample("psync_proxy_info", 1,
-           label("version", PSYNC_PROXY_VERSION) + "," + label("replid", replid()));
-  w.metric("psync_proxy_uptime_seconds", "gauge", "Seconds since the proxy started.", uptime_seconds());
+           label("version", v.proxy.version) + "," + label("replid", v.proxy.replid));
+  w.metric("psync_proxy_uptime_seconds", "gauge", "Seconds since the proxy started.", v.proxy.uptime_seconds);
   w.metric("psync_proxy_repl_offset_bytes", "gauge",
-           "The proxy's master_repl_offset: offset of the last byte replicas may read.", d(visible_end()));
+           "The proxy's master_repl_offset: offset of the last byte replicas may read.", d(v.proxy.offset));
 
   // Upstream.
   w.metric("psync_proxy_upstream_link_up", "gauge", "1 while the link to the master is streaming.",
-           up.link_up() ? 1 : 0);
+           up.link_up ? 1 : 0);
   w.family("psync_proxy_upstream_state", "gauge", "The upstream link's state (1 for the current one).");
   for (auto s : {Upstream::State::kConnecting, Upstream::State::kHandshake, Upstream::State::kWaitingPayload,
                  Upstream::State::kTransfer, Upstream::State::kStreaming, Upstream::State::kBackoff}) {
-    w.sample("psync_proxy_upstream_state", up.state() == s ? 1 : 0, label("state", Upstream::state_name(s)));
+    const char* name = Upstream::state_name(s);
+    w.sample("psync_proxy_upstream_state", up.state == name ? 1 : 0, label("state", name));
   }
   w.metric("psync_proxy_upstream_syncs_total", "counter",
-           "Transfers from the master that delivered a complete snapshot.", d(up.sync_count()));
+           "Transfers from the master that delivered a complete snapshot.", d(up.sync_count));
   w.metric("psync_proxy_upstream_partial_resyncs_total", "counter",
-           "Upstream links resumed with +CONTINUE (PSYNC masters).", d(up.partial_resyncs()));
+           "Upstream links resumed with +CONTINUE (PSYNC masters).", d(up.partial_resyncs));
   w.metric("psync_proxy_upstream_received_bytes_total", "counter", "Bytes received from the master.",
-           d(up.total_bytes()));
+           d(up.total_bytes));
   w.metric("psync_proxy_upstream_commands_total", "counter",
            "Commands received from the master and put in the stream (PINGs excluded).",
-           d(up.total_commands()));
+           d(up.total_commands));
   w.metric("psync_proxy_upstream_rdb_received_bytes", "gauge",
-           "RDB bytes received in the current or last transfer.", d(up.rdb_bytes_received()));
-  auto expected = up.rdb_bytes_expected();
+           "RDB bytes received in the current or last transfer.", d(up.rdb_bytes_received));
   w.metric("psync_proxy_upstream_rdb_expected_bytes", "gauge",
-           "Announced size of the RDB being transferred (0 when not announced).", expected ? d(*expected) : 0);
-  double since = up.seconds_since_last_byte();
-  if (since >= 0) {
+           "Announced size of the RDB being transferred (0 when not announced).",
+           up.rdb_bytes_expected ? d(*up.rdb_bytes_expected) : 0);
+  if (up.seconds_since_last_byte >= 0) {
     w.metric("psync_proxy_upstream_last_byte_age_seconds", "gauge", "Seconds since the last byte from the master.",
-             since);
+             up.seconds_since_last_byte);
   }
 
   // Log and snapshot.
   w.metric("psync_proxy_log_first_offset_bytes", "gauge", "Offset of the first byte the log retains.",
-           d(log().first_offset()));
-  w.metric("psync_proxy_log_last_offset_bytes", "gauge", "Offset of the last byte in the log.", d(log().last_offset()));
-  w.metric("psync_proxy_log_disk_bytes", "gauge", "Bytes of log segments on disk.", d(log().bytes_on_disk()));
+           d(v.log.first_offset));
+  w.metric("psync_proxy_log_last_offset_bytes", "gauge", "Offset of the last byte in the log.", d(v.log.last_offset));
+  w.metric("psync_proxy_log_disk_bytes", "gauge", "Bytes of log segments on disk.", d(v.log.bytes_on_disk));
   w.metric("psync_proxy_snapshot_bytes", "gauge", "Size of the current snapshot (0: none yet).",
-           snapshot() ? d(snapshot()->size()) : 0);
-  if (snapshot()) {
+           v.snapshot ? d(v.snapshot->bytes) : 0);
+  if (v.snapshot) {
     w.metric("psync_proxy_snapshot_age_seconds", "gauge", "Seconds since the current snapshot was stored.",
-             static_cast<double>(time(nullptr) - snapshot()->created_unix()));
+             v.snapshot->age_seconds);
   }
-  w.metric("psync_proxy_storage_ok", "gauge", "0 while writes to the data directory fail.",
-           storage_failing_ ? 0 : 1);
+  w.metric("psync_proxy_storage_ok", "gauge", "0 while writes to the data directory fail.", v.storage.ok ? 1 : 0);
 
   // Replicas, labelled by address and listening port.
   w.family("psync_proxy_replica_state", "gauge", "Each replica's state (1 for the current one).");
-  for (const auto& s : sessions_) {
-    if (s->closing() || !s->replicating()) continue;
-    std::string who = replica_label(*s);
+  for (const auto& r : v.replicas) {
+    if (!r.replicating) continue;
+    std::string who = replica_label(r);
     for (auto st : {ReplicaSession::State::kWaitBgsave, ReplicaSession::State::kSendBulk,
                     ReplicaSession::State::kOnline}) {
-      w.sample("psync_proxy_replica_state", s->state() == st ? 1 : 0,
-               who + "," + label("state", ReplicaSession::state_name(st)));
+      const char* name = ReplicaSession::state_name(st);
+      w.sample("psync_proxy_replica_state", r.state == name ? 1 : 0, who + "," + label("state", name));
     }
   }
   w.family("psync_proxy_replica_acked_offset_bytes", "gauge", "The last offset each replica acknowledged.");
-  for (const auto& s : sessions_) {
-    if (s->closing() || !s->replicating()) continue;
-    w.sample("psync_proxy_replica_acked_offset_bytes", static_cast<double>(s->acked_offset()),
-             replica_label(*s));
+  for (const auto& r : v.replicas) {
+    if (!r.replicating) continue;
+    w.sample("psync_proxy_replica_acked_offset_bytes", static_cast<double>(r.acked_offset), replica_label(r));
   }
+  const std::string online = ReplicaSession::state_name(ReplicaSession::State::kOnline);
   w.family("psync_proxy_replica_lag_bytes", "gauge", "Bytes each online replica has not acknowledged yet.");
-  for (const auto& s : sessions_) {
-    if (s->closing() || s->state() != ReplicaSession::State::kOnline) continue;
-    w.sample("psync_proxy_replica_lag_bytes", d(lag_bytes(*s)), replica_label(*s));
+  for (const auto& r : v.replicas) {
+    if (r.state != online) continue;
+    w.sample("psync_proxy_replica_lag_bytes", d(r.lag_bytes), replica_label(r));
   }
   w.family("psync_proxy_replica_lag_seconds", "gauge", "Seconds since each online replica's last ACK.");
-  for (const auto& s : sessions_) {
-    if (s->closing() || s->state() != ReplicaSession::State::kOnline) continue;
-    double lag = s->seconds_since_ack();
-    w.sample("psync_proxy_replica_lag_seconds", lag < 0 ? 0 : lag,
-             replica_label(*s));
+  for (const auto& r : v.replicas) {
+    if (r.state != online) continue;
+    w.sample("psync_proxy_replica_lag_seconds", r.lag_seconds < 0 ? 0 : r.lag_seconds, replica_label(r));
   }
 
   // Counters.

@@ -12,7 +12,6 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <nlohmann/json.hpp>
 #include <random>
 
 #include "protocol/numbers.h"
@@ -458,10 +457,14 @@ std::string Proxy::info(std::string_view section) const {
     add("master_repl_offset:" + std::to_string(visible_end()));
     add("second_repl_offset:-1");
     add(std::string("repl_backlog_active:") + (store_.snapshot() ? "1" : "0"));
-    add("repl_backlog_size:" + std::to_string(config_.backlog_size));
     uint64_t floor = psync_floor();
+    uint64_t histlen = visible_end() + 1 - std::min(floor, visible_end() + 1);
+    // --backlog-size is not enforced yet (the log keeps every byte since the
+    // snapshot): the size reported is what is kept, never more than what a
+    // PSYNC can be served from. /status log.retention says so in words.
+    add("repl_backlog_size:" + std::to_string(histlen));
     add("repl_backlog_first_byte_offset:" + std::to_string(floor));
-    add("repl_backlog_histlen:" + std::to_string(visible_end() + 1 - std::min(floor, visible_end() + 1)));
+    add("repl_backlog_histlen:" + std::to_string(histlen));
     out += "\r\n";
   }
   if (all || protocol::iequals(section, "stats")) {
@@ -496,78 +499,6 @@ std::string Proxy::role_reply() const {
     out += protocol::bulk_string(std::to_string(s->acked_offset()));
   }
   return out;
-}
-
-// ---------------------------------------------------------------- /status
-
-std::string Proxy::status_json() const {
-  using nlohmann::json;
-  auto seconds_or_null = [](double s) -> json { return s < 0 ? json(nullptr) : json(s); };
-  const Upstream& up = *upstream_;
-  json j;
-  j["proxy"] = {{"version", PSYNC_PROXY_VERSION},
-                {"replid", replid()},
-                {"offset", visible_end()},
-                {"uptime_seconds", uptime_seconds()},
-                {"pid", getpid()}};
-  auto expected = up.rdb_bytes_expected();
-  j["upstream"] = {{"address", config_.upstream.str()},
-                   {"state", Upstream::state_name(up.state())},
-                   {"link_up", up.link_up()},
-                   {"last_error", up.last_error()},
-                   {"sync_count", up.sync_count()},
-                   {"rdb_bytes_received", up.rdb_bytes_received()},
-                   {"rdb_bytes_expected", expected ? json(*expected) : json(nullptr)},
-                   {"stream_bytes", up.stream_bytes()},
-                   {"commands", up.commands()},
-                   {"seconds_since_last_byte", seconds_or_null(up.seconds_since_last_byte())},
-                   {"mode", Upstream::mode_name(up.mode())},
-                   {"version", up.master_version()},
-                   {"replid", up.master_replid()},
-                   {"offset", up.mode() == Upstream::Mode::kPsync ? json(up.master_offset()) : json(nullptr)}};
-  j["log"] = {{"first_offset", store_.log().first_offset()},
-              {"last_offset", store_.log().last_offset()},
-              {"bytes_on_disk", store_.log().bytes_on_disk()},
-              {"segments", store_.log().segment_count()},
-              {"open_files", store_.log().open_files()}};
-  j["storage"] = {{"dir", config_.dir},
-                  {"ok", !storage_failing_},
-                  {"last_error", storage_error_},
-                  {"last_error_unix", storage_error_unix_ ? json(storage_error_unix_) : json(nullptr)}};
-  if (store_.snapshot()) {
-    auto age = static_cast<double>(time(nullptr) - store_.snapshot()->created_unix());
-    j["snapshot"] = {{"offset", store_.snapshot()->offset()},
-                     {"bytes", store_.snapshot()->size()},
-                     {"replid", store_.snapshot()->replid()},
-                     {"created_unix", store_.snapshot()->created_unix()},
-                     {"age_seconds", age}};
-  } else {
-    j["snapshot"] = nullptr;
-  }
-  json replicas = json::array();
-  for (const auto& s : sessions_) {
-    if (s->closing()) continue;
-    json r = {{"address", s->address()},
-              {"listening_port", s->listening_port()},
-              {"state", ReplicaSession::state_name(s->state())},
-              {"sync", ReplicaSession::sync_name(s->sync_kind())},
-              {"acked_offset", s->acked_offset()},
-              {"sent_offset", s->cursor() == 0 ? 0 : s->cursor() - 1},
-              {"lag_bytes", lag_bytes(*s)},
-              {"lag_seconds", seconds_or_null(s->seconds_since_ack())}};
-    if (s->state() == ReplicaSession::State::kSendBulk && store_.snapshot()) {
-      r["bulk_bytes_sent"] = s->bulk_sent();
-    }
-    replicas.push_back(std::move(r));
-  }
-  j["replicas"] = std::move(replicas);
-  j["counters"] = {{"sync_full", counters_.sync_full},
-                   {"sync_partial_ok", counters_.sync_partial_ok},
-                   {"sync_partial_err", counters_.sync_partial_err},
-                   {"upstream_partial_resyncs", up.partial_resyncs()},
-                   {"connections_received", counters_.connections_received},
-                   {"rejected_connections", counters_.rejected_connections}};
-  return j.dump(2) + "\n";
 }
 
 }  // namespace psync::proxy

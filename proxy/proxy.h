@@ -27,6 +27,7 @@ namespace psync::proxy {
 class Upstream;
 class ReplicaSession;
 class StatusServer;
+struct StatusView;
 
 struct Counters {
   uint64_t sync_full = 0;
@@ -108,11 +109,13 @@ class Proxy {
   bool check_password(std::optional<std::string_view> user, std::string_view pass) const;
 
   // INFO text for a section ("" / "default" / "all": server, replication,
-  // stats), ROLE reply, /status JSON.
+  // stats), ROLE reply.
   std::string info(std::string_view section) const;
   std::string role_reply() const;
+  // What /status and /metrics show, as plain values (proxy/status_view.h),
+  // and the two renderings of it: the /status JSON, the Prometheus text.
+  StatusView status_view() const;
   std::string status_json() const;
-  // GET /metrics: the Prometheus text format (proxy/metrics.cpp).
   std::string metrics_text() const;
 
  private:

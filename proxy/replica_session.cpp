@@ -10,6 +10,7 @@
 
 #include "protocol/numbers.h"
 #include "protocol/reply.h"
+#include "protocol/text.h"
 #include "proxy/log.h"
 #include "proxy/proxy.h"
 
@@ -204,7 +205,7 @@ void ReplicaSession::dispatch(std::vector<std::string>& args) {
   } else if (iequals(cmd, "ROLE")) {
     reply(proxy_.role_reply());
   } else {
-    std::string name = cmd.substr(0, 128);
+    std::string name = protocol::peer_text(cmd, 128);  // the peer's bytes, ASCII-safe (text.h)
     reply(protocol::error_reply(
         "ERR unknown command '" + name +
         "': this is psync-proxy, a replication proxy; it serves replicas only (PING, AUTH, "
@@ -314,12 +315,12 @@ void ReplicaSession::cmd_psync(const std::vector<std::string>& args) {
       LOG_INFO(kComponent,
                "replica %s asked for a partial resync of replid %s, which is not this lineage's "
                "(%s): full resync",
-               address().c_str(), want_id.substr(0, 40).c_str(), proxy_.replid().c_str());
+               address().c_str(), protocol::peer_text(want_id, 64).c_str(), proxy_.replid().c_str());
     } else {
       LOG_INFO(kComponent,
                "replica %s asked for a partial resync from offset %s, outside the retained log "
                "(%llu-%llu): full resync",
-               address().c_str(), args[2].substr(0, 32).c_str(),
+               address().c_str(), protocol::peer_text(args[2], 32).c_str(),
                static_cast<unsigned long long>(proxy_.psync_floor()),
                static_cast<unsigned long long>(proxy_.visible_end() + 1));
     }

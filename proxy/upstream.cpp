@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "protocol/numbers.h"
+#include "protocol/text.h"
 #include "proxy/log.h"
 #include "proxy/proxy.h"
 
@@ -335,7 +336,7 @@ void Upstream::handle_bytes(const char* data, size_t len) {
         if (line.front() == '$') {
           auto len = protocol::parse_i64(std::string_view(line).substr(1));
           if (!len || *len < -1 || *len > (64 << 20)) {
-            fail("bad handshake reply: " + line.substr(0, 100));
+            fail("bad handshake reply: " + protocol::peer_text(line, 100));
             return;
           }
           if (*len == -1) {
@@ -395,26 +396,26 @@ void Upstream::handle_handshake_reply(char type, const std::string& body) {
   std::string_view cmd(sent.data(), sent.size() - 2);
   if (type == '-') {
     if (step == Step::kAuth) {
-      fail("the master refused AUTH: " + body);
+      fail("the master refused AUTH: " + protocol::peer_text(body));
       return;
     }
     if (body.rfind("NOAUTH", 0) == 0) {
-      fail("the master requires a password (--masterauth): " + body);
+      fail("the master requires a password (--masterauth): " + protocol::peer_text(body));
       return;
     }
     LOG_DEBUG(kComponent, "master answered %.*s with -%s (ignored)", static_cast<int>(cmd.size()),
-              cmd.data(), body.c_str());
+              cmd.data(), protocol::peer_text(body).c_str());
   } else if (type == '$' && step == Step::kInfo) {
     master_version_.clear();
     size_t at = body.find("redis_version:");
     if (at != std::string::npos) {
       at += 14;
       size_t end = body.find_first_of("\r\n", at);
-      master_version_ = body.substr(at, std::min(end, at + 32) - at);
+      master_version_ = protocol::peer_text(std::string_view(body).substr(at, end - at), 32);
       LOG_INFO(kComponent, "the master is Redis %s", master_version_.c_str());
     }
   } else if (type != '+' && type != ':' && type != '$') {
-    fail("unexpected handshake reply: " + std::string(1, type) + body.substr(0, 200));
+    fail("unexpected handshake reply: " + protocol::peer_text(std::string(1, type) + body.substr(0, 200), 200));
     return;
   }
   ++handshake_step_;
@@ -429,7 +430,7 @@ bool Upstream::handle_payload_result(protocol::PayloadReader::Status st) {
       return false;
     case Status::kContinue:
       if (!psync_sent_) {
-        fail("the master answered SYNC with +" + payload_.continue_line());
+        fail("the master answered SYNC with +" + protocol::peer_text(payload_.continue_line()));
         return false;
       }
       resume_stream(payload_.continue_line());
@@ -479,11 +480,17 @@ void Upstream::resume_stream(const std::string& continue_line) {
   while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
   backlog::UpstreamPosition at = proxy_.store().upstream();
   const uint64_t resume_from = at.offset;
-  if (!rest.empty() && rest.size() == 40) {
+  if (protocol::is_replid(rest)) {
     if (rest != at.replid) {
       LOG_INFO(kComponent, "the master's replication ID is now %.*s", 40, rest.data());
     }
     at.replid.assign(rest);
+  } else if (!rest.empty()) {
+    LOG_WARN(kComponent,
+             "the master's new replication ID %s in +CONTINUE is not 40 hex digits: not adopted; "
+             "the link will not be resumable",
+             protocol::quoted(rest).c_str());
+    at.replid.clear();
   }
   proxy_.store().set_upstream(at.replid, resume_from);
   master_base_ = resume_from;
@@ -504,20 +511,30 @@ void Upstream::on_status_line(std::string_view line) {
   // "FULLRESYNC <replid> <offset>": the RDB that follows is the master's
   // state at that offset.
   if (line.rfind("FULLRESYNC ", 0) != 0) {
-    LOG_DEBUG(kComponent, "master said +%.*s", static_cast<int>(line.size()), line.data());
+    LOG_DEBUG(kComponent, "master said +%s", protocol::peer_text(line).c_str());
     return;
   }
   std::string_view rest = line.substr(11);
   size_t sp = rest.find(' ');
   auto off = sp == std::string_view::npos ? std::nullopt : protocol::parse_u64(rest.substr(sp + 1));
-  if (off) {
-    pending_replid_.assign(rest.substr(0, sp));
+  std::string_view id = rest.substr(0, sp);
+  if (off && protocol::is_replid(id)) {
+    pending_replid_.assign(id);
     pending_offset_ = *off;
     LOG_INFO(kComponent, "the master starts a full resync: replid %s, offset %llu",
              pending_replid_.c_str(), static_cast<unsigned long long>(pending_offset_));
+  } else if (off) {
+    // Never kept (it would go into the next PSYNC and /status): the transfer is
+    // used, the link is not resumable.
+    pending_replid_.clear();
+    pending_offset_ = *off;
+    LOG_WARN(kComponent,
+             "the master's replication ID %s in +FULLRESYNC is not 40 hex digits: not adopted; "
+             "the link will not be resumable",
+             protocol::quoted(id).c_str());
   } else {
-    LOG_WARN(kComponent, "cannot read +%.*s: the link will not be resumable",
-             static_cast<int>(line.size()), line.data());
+    LOG_WARN(kComponent, "cannot read +%s: the link will not be resumable",
+             protocol::peer_text(line).c_str());
   }
 }
 
@@ -644,12 +661,15 @@ void Upstream::send_ack() {
 
 void Upstream::fail(const std::string& why) {
   if (stopped_) return;
-  last_error_ = why;
+  // The peer's parts of `why` were made ASCII-safe where they entered
+  // (protocol/text.h), and peer_text() leaves such text as it is; it keeps
+  // last_error_ (shown in /status) safe whatever else a caller put in, a --dir path.
+  last_error_ = protocol::peer_text(why, 1024);
   bool was_streaming = state_ == State::kStreaming;
   uint64_t delay = std::min(kBackoffMaxMs, kBackoffMinMs << std::min(attempts_, 5));
   ++attempts_;
   LOG_ERROR(kComponent, "%s: %s; retrying in %.0f s", proxy_.config().upstream.str().c_str(),
-            why.c_str(), static_cast<double>(delay) / 1000.0);
+            last_error_.c_str(), static_cast<double>(delay) / 1000.0);
   if (tcp_) {
     uv_close(reinterpret_cast<uv_handle_t*>(tcp_), on_closed);
     tcp_ = nullptr;

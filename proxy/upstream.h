@@ -49,10 +49,12 @@ class Upstream : private protocol::PayloadSink, private protocol::StreamSink {
   State state() const { return state_; }
   Mode mode() const { return mode_; }
   static const char* mode_name(Mode m);
-  // redis_version from the master's INFO server ("" when not allowed).
+  // redis_version from the master's INFO server ("" when not allowed), as
+  // protocol::peer_text() gives it. Every peer string kept here is ASCII-safe.
   const std::string& master_version() const { return master_version_; }
-  // The master's replication ID and the master offset of the last byte
-  // committed to the log (PSYNC only): the store's resume point.
+  // The master's replication ID (40 hex digits, or "": another is never
+  // adopted) and the master offset of the last byte committed to the log
+  // (PSYNC only): the store's resume point.
   const std::string& master_replid() const;
   uint64_t master_offset() const;
   uint64_t partial_resyncs() const { return partial_resyncs_; }

@@ -15,6 +15,11 @@ def mb(*args):
 
 
 REPLID = b"5f1c0e6a3b2d4c8e9f00112233445566778899aa"
+
+
+def lp(*parts):
+    """Strings for fuzz_status_render: each one a length byte, then its bytes."""
+    return b"".join(bytes([len(p)]) + p for p in parts)
 MARK = b"0123456789abcdef0123456789abcdef01234567"
 
 seeds = {
@@ -80,6 +85,16 @@ seeds = {
         "lf_only": b"GET /healthz HTTP/1.1\nHost: x\n\n",
         "partial": b"GET /stat",
         "resp_on_http_port": mb("PING"),
+    },
+    # Length-prefixed strings that fill the StatusView's string fields in turn.
+    "fuzz_status_render": {
+        "latin1_error": lp(b"ERR caf\xe9 closed", b"2.6.17", REPLID, b"the master refused SYNC: ERR caf\xe9"),
+        "hostile_replid": lp(b"\xe9" * 20 + b"\xff" * 20, b"FULLRESYNC \x80\x81 100", b"\x01garb\xe9ge"),
+        "bad_utf8_version": lp(b"2.6.\xff\xc3(", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf"),
+        "controls_and_quotes": lp(b"a\"b\\c\nd\re\x00f", b"\x7f\x1b[31m", b"</script>", b"\u0000"),
+        "valid_utf8": lp("caf\u00e9 \u2603 \U0001f600".encode(), b"127.0.0.1:6380", b"online"),
+        "long": lp(b"x" * 255, b"\xff" * 255, b"y" * 10),
+        "empty": b"",
     },
 }
 

@@ -177,6 +177,19 @@ TEST_CASE("payload reader: the master's error reply") {
   check_every_split(input + "more");
 }
 
+TEST_CASE("payload reader: an error reply that is not text is kept as ASCII-safe text, cut at 256 bytes") {
+  Outcome o = read_whole("-ERR caf\xe9 closed\r\n");
+  CHECK(o.status == Status::kError);
+  CHECK(o.error_is_reply);
+  CHECK(o.error == "ERR caf\\xe9 closed");
+  // A long one (up to the 4 KB line limit): one log line's worth, "..." at the end.
+  Outcome big = read_whole("-ERR " + std::string(3000, '\xff') + "\r\n");
+  CHECK(big.status == Status::kError);
+  CHECK(big.error.size() <= 256);
+  CHECK(big.error.rfind("ERR \\xff\\xff", 0) == 0);
+  CHECK(big.error.substr(big.error.size() - 3) == "...");
+}
+
 TEST_CASE("payload reader: $EOF: framing") {
   std::string data = "REDIS0009" + kMark.substr(0, 39) + "x" + kMark.substr(0, 20) + "\r\n" + kMark.substr(1);
   std::string input = "$EOF:" + kMark + "\r\n" + data + kMark + kStream;

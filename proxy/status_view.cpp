@@ -1,0 +1,161 @@
+#include "proxy/status_view.h"
+
+#include <unistd.h>
+
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "proxy/log.h"
+#include "proxy/replica_session.h"
+#include "proxy/upstream.h"
+
+namespace psync::proxy {
+
+std::string log_retention_text(uint64_t backlog_size_configured) {
+  return "every byte since the snapshot, until the next upstream SYNC; --backlog-size (" +
+         human_bytes(static_cast<double>(backlog_size_configured)) + ") is not enforced yet";
+}
+
+StatusView Proxy::status_view() const {
+  const Upstream& up = *upstream_;
+  StatusView v;
+  v.proxy.version = PSYNC_PROXY_VERSION;
+  v.proxy.replid = replid();
+  v.proxy.offset = visible_end();
+  v.proxy.uptime_seconds = uptime_seconds();
+  v.proxy.pid = getpid();
+
+  v.upstream.address = config_.upstream.str();
+  v.upstream.state = Upstream::state_name(up.state());
+  v.upstream.link_up = up.link_up();
+  v.upstream.last_error = up.last_error();
+  v.upstream.sync_count = up.sync_count();
+  v.upstream.rdb_bytes_received = up.rdb_bytes_received();
+  v.upstream.rdb_bytes_expected = up.rdb_bytes_expected();
+  v.upstream.stream_bytes = up.stream_bytes();
+  v.upstream.commands = up.commands();
+  v.upstream.seconds_since_last_byte = up.seconds_since_last_byte();
+  v.upstream.mode = Upstream::mode_name(up.mode());
+  v.upstream.version = up.master_version();
+  v.upstream.replid = up.master_replid();
+  if (up.mode() == Upstream::Mode::kPsync) v.upstream.offset = up.master_offset();
+  v.upstream.partial_resyncs = up.partial_resyncs();
+  v.upstream.total_bytes = up.total_bytes();
+  v.upstream.total_commands = up.total_commands();
+
+  v.log.first_offset = store_.log().first_offset();
+  v.log.last_offset = store_.log().last_offset();
+  v.log.bytes_on_disk = store_.log().bytes_on_disk();
+  v.log.segments = store_.log().segment_count();
+  v.log.open_files = store_.log().open_files();
+  v.log.backlog_size_configured = config_.backlog_size;
+
+  v.storage.dir = config_.dir;
+  v.storage.ok = !storage_failing_;
+  v.storage.last_error = storage_error_;
+  v.storage.last_error_unix = storage_error_unix_;
+
+  if (const auto& snap = store_.snapshot()) {
+    StatusView::SnapshotPart s;
+    s.offset = snap->offset();
+    s.bytes = snap->size();
+    s.replid = snap->replid();
+    s.created_unix = snap->created_unix();
+    s.age_seconds = static_cast<double>(time(nullptr) - snap->created_unix());
+    v.snapshot = std::move(s);
+  }
+
+  for (const auto& s : sessions_) {
+    if (s->closing()) continue;
+    StatusView::ReplicaPart r;
+    r.address = s->address();
+    r.ip = s->ip();
+    r.listening_port = s->listening_port();
+    r.state = ReplicaSession::state_name(s->state());
+    r.replicating = s->replicating();
+    r.sync = ReplicaSession::sync_name(s->sync_kind());
+    r.acked_offset = s->acked_offset();
+    r.sent_offset = s->cursor() == 0 ? 0 : s->cursor() - 1;
+    r.lag_bytes = lag_bytes(*s);
+    r.lag_seconds = s->seconds_since_ack();
+    if (s->state() == ReplicaSession::State::kSendBulk && store_.snapshot()) r.bulk_bytes_sent = s->bulk_sent();
+    v.replicas.push_back(std::move(r));
+  }
+  v.counters = counters_;
+  return v;
+}
+
+std::string Proxy::status_json() const { return render_status_json(status_view()); }
+
+std::string render_status_json(const StatusView& v) {
+  using nlohmann::json;
+  auto seconds_or_null = [](double s) -> json { return s < 0 ? json(nullptr) : json(s); };
+  json j;
+  j["proxy"] = {{"version", v.proxy.version},
+                {"replid", v.proxy.replid},
+                {"offset", v.proxy.offset},
+                {"uptime_seconds", v.proxy.uptime_seconds},
+                {"pid", v.proxy.pid}};
+  const auto& up = v.upstream;
+  j["upstream"] = {{"address", up.address},
+                   {"state", up.state},
+                   {"link_up", up.link_up},
+                   {"last_error", up.last_error},
+                   {"sync_count", up.sync_count},
+                   {"rdb_bytes_received", up.rdb_bytes_received},
+                   {"rdb_bytes_expected", up.rdb_bytes_expected ? json(*up.rdb_bytes_expected) : json(nullptr)},
+                   {"stream_bytes", up.stream_bytes},
+                   {"commands", up.commands},
+                   {"seconds_since_last_byte", seconds_or_null(up.seconds_since_last_byte)},
+                   {"mode", up.mode},
+                   {"version", up.version},
+                   {"replid", up.replid},
+                   {"offset", up.offset ? json(*up.offset) : json(nullptr)}};
+  j["log"] = {{"first_offset", v.log.first_offset},
+              {"last_offset", v.log.last_offset},
+              {"bytes_on_disk", v.log.bytes_on_disk},
+              {"segments", v.log.segments},
+              {"open_files", v.log.open_files},
+              {"backlog_size_configured", v.log.backlog_size_configured},
+              {"retention", log_retention_text(v.log.backlog_size_configured)}};
+  j["storage"] = {{"dir", v.storage.dir},
+                  {"ok", v.storage.ok},
+                  {"last_error", v.storage.last_error},
+                  {"last_error_unix", v.storage.last_error_unix ? json(v.storage.last_error_unix) : json(nullptr)}};
+  if (v.snapshot) {
+    j["snapshot"] = {{"offset", v.snapshot->offset},
+                     {"bytes", v.snapshot->bytes},
+                     {"replid", v.snapshot->replid},
+                     {"created_unix", v.snapshot->created_unix},
+                     {"age_seconds", v.snapshot->age_seconds}};
+  } else {
+    j["snapshot"] = nullptr;
+  }
+  json replicas = json::array();
+  for (const auto& s : v.replicas) {
+    json r = {{"address", s.address},
+              {"listening_port", s.listening_port},
+              {"state", s.state},
+              {"sync", s.sync},
+              {"acked_offset", s.acked_offset},
+              {"sent_offset", s.sent_offset},
+              {"lag_bytes", s.lag_bytes},
+              {"lag_seconds", seconds_or_null(s.lag_seconds)}};
+    if (s.bulk_bytes_sent) r["bulk_bytes_sent"] = *s.bulk_bytes_sent;
+    replicas.push_back(std::move(r));
+  }
+  j["replicas"] = std::move(replicas);
+  const Counters& c = v.counters;
+  j["counters"] = {{"sync_full", c.sync_full},
+                   {"sync_partial_ok", c.sync_partial_ok},
+                   {"sync_partial_err", c.sync_partial_err},
+                   {"upstream_partial_resyncs", up.partial_resyncs},
+                   {"connections_received", c.connections_received},
+                   {"rejected_connections", c.rejected_connections}};
+  // Never throws (the liveness probe must not kill the proxy): peer strings
+  // are ASCII-safe already (protocol/text.h); any other byte that is not
+  // UTF-8 (a --dir path) is replaced by U+FFFD.
+  return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace psync::proxy

@@ -1,0 +1,102 @@
+// What GET /status and GET /metrics show, as plain values: gathered from the
+// running proxy by Proxy::status_view() (proxy/status_view.cpp), rendered by
+// pure functions (unit tested and fuzzed with hostile strings in every field).
+//
+// Strings that came from a peer (upstream.last_error, upstream.version,
+// upstream.replid, ...) are ASCII-safe when the proxy fills the view (see
+// protocol/text.h); the renderers do not rely on it: the JSON dump replaces
+// bytes that are not UTF-8, the metrics escape label values, and neither
+// throws.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proxy/proxy.h"  // Counters
+
+namespace psync::proxy {
+
+struct StatusView {
+  struct ProxyPart {
+    std::string version;
+    std::string replid;  // "" before the first snapshot
+    uint64_t offset = 0;  // visible end: the last byte replicas may read
+    double uptime_seconds = 0;
+    int64_t pid = 0;
+  };
+  struct UpstreamPart {
+    std::string address;
+    std::string state;  // Upstream::state_name()
+    bool link_up = false;
+    std::string last_error;
+    uint64_t sync_count = 0;
+    uint64_t rdb_bytes_received = 0;
+    std::optional<uint64_t> rdb_bytes_expected;
+    uint64_t stream_bytes = 0;
+    uint64_t commands = 0;
+    double seconds_since_last_byte = -1;  // < 0: never (null)
+    std::string mode;  // Upstream::mode_name()
+    std::string version;
+    std::string replid;
+    std::optional<uint64_t> offset;  // psync mode only
+    uint64_t partial_resyncs = 0;
+    uint64_t total_bytes = 0;     // since the process started (/metrics)
+    uint64_t total_commands = 0;  // idem
+  };
+  struct LogPart {
+    uint64_t first_offset = 0;
+    uint64_t last_offset = 0;
+    uint64_t bytes_on_disk = 0;
+    uint64_t segments = 0;
+    uint64_t open_files = 0;  // segment files the log holds open
+    uint64_t backlog_size_configured = 0;  // --backlog-size: not enforced yet
+  };
+  struct StoragePart {
+    std::string dir;
+    bool ok = true;
+    std::string last_error;
+    int64_t last_error_unix = 0;  // 0: never (null)
+  };
+  struct SnapshotPart {
+    uint64_t offset = 0;
+    uint64_t bytes = 0;
+    std::string replid;
+    int64_t created_unix = 0;
+    double age_seconds = 0;
+  };
+  struct ReplicaPart {
+    std::string address;  // ip:port of the connection
+    std::string ip;
+    int listening_port = 0;
+    std::string state;  // ReplicaSession::state_name()
+    bool replicating = false;
+    std::string sync;  // ReplicaSession::sync_name()
+    int64_t acked_offset = 0;
+    uint64_t sent_offset = 0;
+    uint64_t lag_bytes = 0;
+    double lag_seconds = -1;  // < 0: never (null)
+    std::optional<uint64_t> bulk_bytes_sent;  // during send_bulk
+  };
+
+  ProxyPart proxy;
+  UpstreamPart upstream;
+  LogPart log;
+  StoragePart storage;
+  std::optional<SnapshotPart> snapshot;
+  std::vector<ReplicaPart> replicas;  // sessions not closing, in accept order
+  Counters counters;
+};
+
+// GET /status: the JSON document (README "Status endpoint"), pretty-printed,
+// with a final newline. Never throws: bytes that are not UTF-8 become U+FFFD.
+std::string render_status_json(const StatusView& view);
+
+// GET /metrics: the Prometheus text format (proxy/metrics.cpp).
+std::string render_metrics_text(const StatusView& view);
+
+// /status log.retention: how much of the log is kept, in words.
+std::string log_retention_text(uint64_t backlog_size_configured);
+
+}  // namespace psync::proxy
