@@ -4,7 +4,7 @@
 
 #include "proxy/replica_session.h"
 #include "proxy/status_view.h"
-#include "proxy/upstream.h"
+#include "proxy/link.h"
 
 namespace psync::proxy {
 
@@ -86,9 +86,10 @@ std::string render_metrics_text(const StatusView& v) {
   w.metric("psync_proxy_upstream_link_up", "gauge", "1 while the link to the master is streaming.",
            up.link_up ? 1 : 0);
   w.family("psync_proxy_upstream_state", "gauge", "The upstream link's state (1 for the current one).");
-  for (auto s : {Upstream::State::kConnecting, Upstream::State::kHandshake, Upstream::State::kWaitingPayload,
-                 Upstream::State::kTransfer, Upstream::State::kStreaming, Upstream::State::kBackoff}) {
-    const char* name = Upstream::state_name(s);
+  for (auto s : {Link::State::kResolving, Link::State::kConnecting, Link::State::kHandshake,
+                 Link::State::kWaitingPayload, Link::State::kTransfer, Link::State::kStored,
+                 Link::State::kStreaming, Link::State::kBackoff}) {
+    const char* name = Link::state_name(s);
     w.sample("psync_proxy_upstream_state", up.state == name ? 1 : 0, label("state", name));
   }
   w.metric("psync_proxy_upstream_syncs_total", "counter",

@@ -19,7 +19,7 @@
 #include "proxy/log.h"
 #include "proxy/replica_session.h"
 #include "proxy/status_http.h"
-#include "proxy/upstream.h"
+#include "proxy/live_feed.h"
 
 namespace psync::proxy {
 
@@ -97,7 +97,7 @@ Proxy::Proxy(uv_loop_t* loop, Config config)
       config_(std::move(config)),
       start_ms_(now_ms()),
       store_(config_.dir, config_.segment_bytes),
-      upstream_(std::make_unique<Upstream>(*this)),
+      feed_(std::make_unique<LiveFeed>(*this)),
       status_(std::make_unique<StatusServer>(*this)) {}
 
 Proxy::~Proxy() = default;
@@ -173,7 +173,7 @@ bool Proxy::start() {
   LOG_INFO(kComponent, "psync-proxy %s: replicas on %s:%u, status on http://%s:%u/status, data in %s",
            PSYNC_PROXY_VERSION, config_.bind.c_str(), config_.port, config_.status_bind.c_str(),
            config_.status_port, config_.dir.c_str());
-  upstream_->start();
+  feed_->start();
   return true;
 }
 
@@ -196,7 +196,7 @@ void Proxy::shutdown() {
   std::vector<ReplicaSession*> all;
   for (auto& s : sessions_) all.push_back(s.get());
   for (auto* s : all) s->close("the proxy is shutting down");
-  upstream_->stop();
+  feed_->stop();
   status_->stop();
   if (timers_started_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&ping_timer_), nullptr);

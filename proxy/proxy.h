@@ -24,7 +24,7 @@
 
 namespace psync::proxy {
 
-class Upstream;
+class LiveFeed;
 class ReplicaSession;
 class StatusServer;
 struct StatusView;
@@ -92,8 +92,7 @@ class Proxy {
   // committed end when the transfer ended) must not move: the proxy's own
   // PINGs are held back meanwhile.
   void hold_own_pings(bool on) { own_pings_held_ = on; }
-  Upstream& upstream() { return *upstream_; }
-  const Upstream& upstream() const { return *upstream_; }
+  const LiveFeed& feed() const { return *feed_; }
 
   // ----- Storage -----
   // A write to --dir failed (snapshot or log): remembered for /status; one
@@ -138,7 +137,7 @@ class Proxy {
   backlog::LineageStore store_;
   bool own_pings_held_ = false;
 
-  std::unique_ptr<Upstream> upstream_;
+  std::unique_ptr<LiveFeed> feed_;  // the upstream link and what it feeds into the store
   std::unique_ptr<StatusServer> status_;
   std::list<std::unique_ptr<ReplicaSession>> sessions_;
   uint64_t next_session_id_ = 1;

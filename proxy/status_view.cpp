@@ -7,7 +7,7 @@
 
 #include "proxy/log.h"
 #include "proxy/replica_session.h"
-#include "proxy/upstream.h"
+#include "proxy/live_feed.h"
 
 namespace psync::proxy {
 
@@ -17,7 +17,7 @@ std::string log_retention_text(uint64_t backlog_size_configured) {
 }
 
 StatusView Proxy::status_view() const {
-  const Upstream& up = *upstream_;
+  const Link& up = feed_->link();
   StatusView v;
   v.proxy.version = PSYNC_PROXY_VERSION;
   v.proxy.replid = replid();
@@ -26,7 +26,7 @@ StatusView Proxy::status_view() const {
   v.proxy.pid = getpid();
 
   v.upstream.address = config_.upstream.str();
-  v.upstream.state = Upstream::state_name(up.state());
+  v.upstream.state = Link::state_name(up.state());
   v.upstream.link_up = up.link_up();
   v.upstream.last_error = up.last_error();
   v.upstream.sync_count = up.sync_count();
@@ -35,10 +35,10 @@ StatusView Proxy::status_view() const {
   v.upstream.stream_bytes = up.stream_bytes();
   v.upstream.commands = up.commands();
   v.upstream.seconds_since_last_byte = up.seconds_since_last_byte();
-  v.upstream.mode = Upstream::mode_name(up.mode());
+  v.upstream.mode = Link::mode_name(up.mode());
   v.upstream.version = up.master_version();
-  v.upstream.replid = up.master_replid();
-  if (up.mode() == Upstream::Mode::kPsync) v.upstream.offset = up.master_offset();
+  v.upstream.replid = feed_->master_replid();
+  if (up.mode() == Link::Mode::kPsync) v.upstream.offset = feed_->master_offset();
   v.upstream.partial_resyncs = up.partial_resyncs();
   v.upstream.total_bytes = up.total_bytes();
   v.upstream.total_commands = up.total_commands();

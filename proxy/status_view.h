@@ -28,7 +28,7 @@ struct StatusView {
   };
   struct UpstreamPart {
     std::string address;
-    std::string state;  // Upstream::state_name()
+    std::string state;  // Link::state_name()
     bool link_up = false;
     std::string last_error;
     uint64_t sync_count = 0;
@@ -37,7 +37,7 @@ struct StatusView {
     uint64_t stream_bytes = 0;
     uint64_t commands = 0;
     double seconds_since_last_byte = -1;  // < 0: never (null)
-    std::string mode;  // Upstream::mode_name()
+    std::string mode;  // Link::mode_name()
     std::string version;
     std::string replid;
     std::optional<uint64_t> offset;  // psync mode only

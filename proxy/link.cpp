@@ -1,4 +1,4 @@
-#include "proxy/upstream.h"
+#include "proxy/link.h"
 
 #include <algorithm>
 #include <cstring>
@@ -6,12 +6,11 @@
 #include "protocol/numbers.h"
 #include "protocol/text.h"
 #include "proxy/log.h"
-#include "proxy/proxy.h"
+#include "proxy/proxy.h"  // Counters, now_ms
 
 namespace psync::proxy {
 
 namespace {
-const char* kComponent = "upstream";
 constexpr size_t kReadBuffer = 256 * 1024;
 constexpr uint64_t kBackoffMinMs = 1'000;
 constexpr uint64_t kBackoffMaxMs = 30'000;
@@ -28,41 +27,38 @@ struct WriteReq {
 // carries the generation of the link it was made for. A request that comes
 // back for an older generation (the attempt failed or timed out meanwhile) is
 // freed and ignored.
-struct Upstream::Resolve {
+// They reach the Link through its anchor: a Link destroyed while a lookup is
+// still in the thread pool leaves the anchor empty, and the callback only frees.
+struct Link::Anchor {
+  Link* link;
+};
+struct Link::Resolve {
   uv_getaddrinfo_t req;
-  Upstream* self;
+  std::shared_ptr<Anchor> anchor;
   uint64_t generation;
 };
-struct Upstream::Connect {
+struct Link::Connect {
   uv_connect_t req;
-  Upstream* self;
+  std::shared_ptr<Anchor> anchor;
   uint64_t generation;
 };
 
-struct Upstream::Commit {
-  uv_work_t req;
-  Upstream* self;
-  std::unique_ptr<backlog::SnapshotWriter> writer;
-  std::string replid;
-  uint64_t offset;
-  std::shared_ptr<backlog::Snapshot> snapshot;
-  std::string error;
-};
-
-const char* Upstream::state_name(State s) {
+const char* Link::state_name(State s) {
   switch (s) {
     case State::kResolving: return "resolving";
     case State::kConnecting: return "connecting";
     case State::kHandshake: return "handshake";
     case State::kWaitingPayload: return "waiting_payload";
     case State::kTransfer: return "transfer";
+    case State::kStored: return "storing_rdb";
     case State::kStreaming: return "streaming";
     case State::kBackoff: return "backoff";
+    case State::kStopped: return "stopped";
   }
   return "?";
 }
 
-const char* Upstream::mode_name(Mode m) {
+const char* Link::mode_name(Mode m) {
   switch (m) {
     case Mode::kUnknown: return "";
     case Mode::kSync: return "sync";
@@ -71,28 +67,34 @@ const char* Upstream::mode_name(Mode m) {
   return "?";
 }
 
-const std::string& Upstream::master_replid() const { return proxy_.store().upstream().replid; }
-
-uint64_t Upstream::master_offset() const { return proxy_.store().upstream().offset; }
-
-Upstream::Upstream(Proxy& proxy) : proxy_(proxy), read_buf_(kReadBuffer) {
-  uv_timer_init(proxy_.loop(), &retry_timer_);
-  retry_timer_.data = this;
-  uv_timer_init(proxy_.loop(), &watchdog_);
-  watchdog_.data = this;
-  uv_timer_init(proxy_.loop(), &ack_timer_);
-  ack_timer_.data = this;
+Link::Link(uv_loop_t* loop, LinkOptions options, LinkConsumer& consumer)
+    : loop_(loop),
+      options_(std::move(options)),
+      consumer_(consumer),
+      component_(options_.name.c_str()),
+      anchor_(std::make_shared<Anchor>(Anchor{this})),
+      read_buf_(kReadBuffer) {
+  for (uv_timer_t** t : {&retry_timer_, &watchdog_, &ack_timer_}) {
+    *t = new uv_timer_t;
+    uv_timer_init(loop_, *t);
+    (*t)->data = this;
+  }
 }
 
-Upstream::~Upstream() = default;
+Link::~Link() {
+  stop();
+  anchor_->link = nullptr;
+}
 
-void Upstream::start() {
-  uv_timer_start(&watchdog_, on_watchdog, 1000, 1000);
-  uv_timer_start(&ack_timer_, on_ack_timer, 1000, 1000);
+void Link::start() {
+  if (started_ || stopped_) return;
+  started_ = true;
+  uv_timer_start(watchdog_, on_watchdog, 1000, 1000);
+  uv_timer_start(ack_timer_, on_ack_timer, 1000, 1000);
   connect();
 }
 
-void Upstream::stop() {
+void Link::stop() {
   if (stopped_) return;
   stopped_ = true;
   if (tcp_) {
@@ -104,46 +106,47 @@ void Upstream::stop() {
   // callback comes later, sees a stale generation and frees it.
   if (resolving_) uv_cancel(reinterpret_cast<uv_req_t*>(&resolving_->req));
   if (writer_) writer_->abort();
-  uv_close(reinterpret_cast<uv_handle_t*>(&retry_timer_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&watchdog_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&ack_timer_), nullptr);
+  state_ = State::kStopped;
+  for (uv_timer_t* t : {retry_timer_, watchdog_, ack_timer_}) {
+    uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  }
 }
 
-uint64_t Upstream::rdb_bytes_received() const { return payload_.payload_bytes(); }
+uint64_t Link::rdb_bytes_received() const { return payload_.payload_bytes(); }
 
-std::optional<uint64_t> Upstream::rdb_bytes_expected() const { return payload_.payload_size(); }
+std::optional<uint64_t> Link::rdb_bytes_expected() const { return payload_.payload_size(); }
 
-double Upstream::seconds_since_last_byte() const {
+double Link::seconds_since_last_byte() const {
   if (last_byte_ms_ == 0) return -1;
   return static_cast<double>(now_ms() - last_byte_ms_) / 1000.0;
 }
 
-void Upstream::connect() {
+void Link::connect() {
   if (stopped_) return;
   state_ = State::kResolving;
   ++link_generation_;
   last_byte_ms_ = now_ms();  // the lookup's timeout counts from here
-  const HostPort& up = proxy_.config().upstream;
-  LOG_INFO(kComponent, "connecting to %s", up.str().c_str());
+  const HostPort& up = options_.address;
+  LOG_INFO(component_, "connecting to %s", up.str().c_str());
   if (resolving_) {
     // Never two lookups at once: the one of an earlier attempt is still in the
     // thread pool (getaddrinfo cannot be interrupted). A fresh one starts when
     // it comes back.
-    LOG_INFO(kComponent, "waiting for an earlier lookup of %s to finish", up.host.c_str());
+    LOG_INFO(component_, "waiting for an earlier lookup of %s to finish", up.host.c_str());
     return;
   }
   start_resolve();
 }
 
-void Upstream::start_resolve() {
-  const HostPort& up = proxy_.config().upstream;
+void Link::start_resolve() {
+  const HostPort& up = options_.address;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  auto* r = new Resolve{{}, this, link_generation_};
+  auto* r = new Resolve{{}, anchor_, link_generation_};
   r->req.data = r;
   resolving_ = r;
-  int rc = uv_getaddrinfo(proxy_.loop(), &r->req, on_resolved, up.host.c_str(),
+  int rc = uv_getaddrinfo(loop_, &r->req, on_resolved, up.host.c_str(),
                           std::to_string(up.port).c_str(), &hints);
   if (rc != 0) {
     resolving_ = nullptr;
@@ -152,9 +155,13 @@ void Upstream::start_resolve() {
   }
 }
 
-void Upstream::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
+void Link::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
   std::unique_ptr<Resolve> r(static_cast<Resolve*>(req->data));
-  Upstream* self = r->self;
+  Link* self = r->anchor->link;
+  if (self == nullptr) {  // the Link is gone
+    uv_freeaddrinfo(res);
+    return;
+  }
   self->resolving_ = nullptr;
   if (self->stopped_) {
     uv_freeaddrinfo(res);
@@ -169,18 +176,18 @@ void Upstream::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
   }
   if (status < 0 || !res) {
     uv_freeaddrinfo(res);
-    self->fail(std::string("cannot resolve ") + self->proxy_.config().upstream.host + ": " +
+    self->fail(std::string("cannot resolve ") + self->options_.address.host + ": " +
                uv_strerror(status));
     return;
   }
   self->state_ = State::kConnecting;
   self->last_byte_ms_ = now_ms();  // the connect timeout counts from here
   self->tcp_ = new uv_tcp_t;
-  uv_tcp_init(self->proxy_.loop(), self->tcp_);
+  uv_tcp_init(self->loop_, self->tcp_);
   self->tcp_->data = self;
   uv_tcp_nodelay(self->tcp_, 1);
   uv_tcp_keepalive(self->tcp_, 1, 30);
-  auto* c = new Connect{{}, self, self->link_generation_};
+  auto* c = new Connect{{}, self->anchor_, self->link_generation_};
   c->req.data = c;
   int rc = uv_tcp_connect(&c->req, self->tcp_, res->ai_addr, on_connected);
   uv_freeaddrinfo(res);
@@ -190,22 +197,22 @@ void Upstream::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
   }
 }
 
-void Upstream::on_connected(uv_connect_t* req, int status) {
+void Link::on_connected(uv_connect_t* req, int status) {
   std::unique_ptr<Connect> attempt(static_cast<Connect*>(req->data));
-  Upstream* self = attempt->self;
-  if (attempt->generation != self->link_generation_ || self->stopped_) return;
+  Link* self = attempt->anchor->link;
+  if (self == nullptr || attempt->generation != self->link_generation_ || self->stopped_) return;
   if (status < 0) {
     self->fail(std::string("cannot connect: ") + uv_strerror(status));
     return;
   }
-  LOG_INFO(kComponent, "connected to %s", self->proxy_.config().upstream.str().c_str());
+  LOG_INFO(self->component_, "connected to %s", self->options_.address.str().c_str());
   self->state_ = State::kHandshake;
   self->last_byte_ms_ = now_ms();
   self->line_.clear();
   self->bulk_left_ = -1;
   self->handshake_.clear();
   self->handshake_step_ = 0;
-  const Config& c = self->proxy_.config();
+  const LinkOptions& c = self->options_;
   if (!c.masterauth.empty()) {
     std::string auth = "AUTH ";
     if (!c.masteruser.empty()) auth += c.masteruser + " ";
@@ -217,15 +224,15 @@ void Upstream::on_connected(uv_connect_t* req, int status) {
   // REPLCONF; the error reply is harmless there. No "capa eof": the $EOF form
   // would hold the stream back until an ACK a SYNC replica never sends.
   self->handshake_.emplace_back(Step::kReplconf,
-                                "REPLCONF listening-port " + std::to_string(c.port) + "\r\n");
-  if (c.upstream_mode != UpstreamMode::kSync) {
+                                "REPLCONF listening-port " + std::to_string(c.listening_port) + "\r\n");
+  if (c.mode != UpstreamMode::kSync) {
     self->handshake_.emplace_back(Step::kReplconf, "REPLCONF capa psync2\r\n");
   }
   uv_read_start(reinterpret_cast<uv_stream_t*>(self->tcp_), on_alloc, on_read);
   self->send_next_handshake_step();
 }
 
-void Upstream::send(std::string bytes) {
+void Link::send(std::string bytes) {
   if (!tcp_) return;
   auto* w = new WriteReq;
   w->data = std::move(bytes);
@@ -238,12 +245,12 @@ void Upstream::send(std::string bytes) {
   }
 }
 
-void Upstream::on_write(uv_write_t* req, int /*status*/) {
+void Link::on_write(uv_write_t* req, int /*status*/) {
   // A failed write shows up as a read error or EOF on the same link.
   delete static_cast<WriteReq*>(req->data);
 }
 
-void Upstream::send_next_handshake_step() {
+void Link::send_next_handshake_step() {
   if (handshake_step_ < handshake_.size()) {
     send(handshake_[handshake_step_].second);
     return;
@@ -251,15 +258,15 @@ void Upstream::send_next_handshake_step() {
   send_sync_request();
 }
 
-void Upstream::send_sync_request() {
+void Link::send_sync_request() {
   state_ = State::kWaitingPayload;
   payload_.reset();
   payload_failed_ = false;
   write_error_.clear();
   pending_replid_.clear();
-  if (proxy_.config().upstream_mode == UpstreamMode::kSync) {
+  if (options_.mode == UpstreamMode::kSync) {
     psync_sent_ = false;
-    LOG_INFO(kComponent, "sent SYNC; waiting for the master's RDB");
+    LOG_INFO(component_, "sent SYNC; waiting for the master's RDB");
     send("SYNC\r\n");
     return;
   }
@@ -267,25 +274,25 @@ void Upstream::send_sync_request() {
   std::string request;
   // The resume point is the store's: the master offset of the last byte
   // committed to the log, never a count of bytes merely read.
-  const backlog::UpstreamPosition& at = proxy_.store().upstream();
+  const backlog::UpstreamPosition at = consumer_.resume_point().value_or(backlog::UpstreamPosition{});
   if (at.replid.empty()) {
     request = "PSYNC ? -1\r\n";
-    LOG_INFO(kComponent, "sent PSYNC ? -1 (full resync)");
+    LOG_INFO(component_, "sent PSYNC ? -1 (full resync)");
   } else {
     std::string off = std::to_string(at.offset + 1);
     request = "PSYNC " + at.replid + " " + off + "\r\n";
-    LOG_INFO(kComponent, "sent PSYNC %s %s (asking to resume)", at.replid.c_str(), off.c_str());
+    LOG_INFO(component_, "sent PSYNC %s %s (asking to resume)", at.replid.c_str(), off.c_str());
   }
   send(request);
 }
 
-void Upstream::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
-  auto* self = static_cast<Upstream*>(handle->data);
+void Link::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
+  auto* self = static_cast<Link*>(handle->data);
   *buf = uv_buf_init(self->read_buf_.data(), static_cast<unsigned>(self->read_buf_.size()));
 }
 
-void Upstream::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-  auto* self = static_cast<Upstream*>(stream->data);
+void Link::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = static_cast<Link*>(stream->data);
   if (self->stopped_ || reinterpret_cast<uv_tcp_t*>(stream) != self->tcp_) return;
   if (nread == UV_EOF) {
     self->fail("the master closed the connection");
@@ -298,11 +305,11 @@ void Upstream::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) 
   if (nread == 0) return;
   self->last_byte_ms_ = now_ms();
   self->total_bytes_ += static_cast<uint64_t>(nread);
-  self->proxy_.counters().net_input_bytes += static_cast<uint64_t>(nread);
+  if (self->options_.counters) self->options_.counters->net_input_bytes += static_cast<uint64_t>(nread);
   self->handle_bytes(buf->base, static_cast<size_t>(nread));
 }
 
-void Upstream::handle_bytes(const char* data, size_t len) {
+void Link::handle_bytes(const char* data, size_t len) {
   std::string_view in(data, len);
   while (!in.empty() && tcp_) {
     switch (state_) {
@@ -356,8 +363,8 @@ void Upstream::handle_bytes(const char* data, size_t len) {
         auto st = payload_.feed(in, consumed, *this);
         in.remove_prefix(consumed);
         if (payload_failed_) {
-          std::string what = "cannot write the snapshot to " + proxy_.config().dir + ": " + write_error_;
-          proxy_.storage_failed(what);
+          std::string what = "cannot write the snapshot to " + options_.dir + ": " + write_error_;
+          consumer_.on_storage_error(what);
           fail(what);
           return;
         }
@@ -370,7 +377,7 @@ void Upstream::handle_bytes(const char* data, size_t len) {
       }
       case State::kStreaming: {
         if (!stream_.feed(in, *this)) {
-          proxy_.store().forget_upstream();  // the same bytes would come again: resync in full
+          consumer_.on_bad_stream();  // the same bytes would come again: resync in full
           fail("the master sent bytes that are not RESP: " + stream_.error());
           return;
         }
@@ -379,19 +386,21 @@ void Upstream::handle_bytes(const char* data, size_t len) {
           if (!stream_failed_) send_ack();
         }
         if (stream_failed_) {
-          fail("cannot append to the replication log in " + proxy_.config().dir);
+          fail("the stream's consumer refused its bytes (see above)");
         }
         return;
       }
       case State::kResolving:
       case State::kConnecting:
+      case State::kStored:
       case State::kBackoff:
+      case State::kStopped:
         return;
     }
   }
 }
 
-void Upstream::handle_handshake_reply(char type, const std::string& body) {
+void Link::handle_handshake_reply(char type, const std::string& body) {
   const auto& [step, sent] = handshake_[handshake_step_];
   std::string_view cmd(sent.data(), sent.size() - 2);
   if (type == '-') {
@@ -403,7 +412,7 @@ void Upstream::handle_handshake_reply(char type, const std::string& body) {
       fail("the master requires a password (--masterauth): " + protocol::peer_text(body));
       return;
     }
-    LOG_DEBUG(kComponent, "master answered %.*s with -%s (ignored)", static_cast<int>(cmd.size()),
+    LOG_DEBUG(component_, "master answered %.*s with -%s (ignored)", static_cast<int>(cmd.size()),
               cmd.data(), protocol::peer_text(body).c_str());
   } else if (type == '$' && step == Step::kInfo) {
     master_version_.clear();
@@ -412,7 +421,7 @@ void Upstream::handle_handshake_reply(char type, const std::string& body) {
       at += 14;
       size_t end = body.find_first_of("\r\n", at);
       master_version_ = protocol::peer_text(std::string_view(body).substr(at, end - at), 32);
-      LOG_INFO(kComponent, "the master is Redis %s", master_version_.c_str());
+      LOG_INFO(component_, "the master is Redis %s", master_version_.c_str());
     }
   } else if (type != '+' && type != ':' && type != '$') {
     fail("unexpected handshake reply: " + protocol::peer_text(std::string(1, type) + body.substr(0, 200), 200));
@@ -422,7 +431,7 @@ void Upstream::handle_handshake_reply(char type, const std::string& body) {
   send_next_handshake_step();
 }
 
-bool Upstream::handle_payload_result(protocol::PayloadReader::Status st) {
+bool Link::handle_payload_result(protocol::PayloadReader::Status st) {
   using Status = protocol::PayloadReader::Status;
   switch (st) {
     case Status::kNeedMore:
@@ -449,14 +458,14 @@ bool Upstream::handle_payload_result(protocol::PayloadReader::Status st) {
         fail("the master cannot serve PSYNC now: " + err);
         return false;
       }
-      if (proxy_.config().upstream_mode == UpstreamMode::kPsync) {
+      if (options_.mode == UpstreamMode::kPsync) {
         fail("the master refused PSYNC (--upstream-mode psync): " + err);
         return false;
       }
       // A master without PSYNC (2.6 and older): SYNC on the same link, as
       // Redis replicas do.
-      LOG_INFO(kComponent, "the master does not take PSYNC (%s): falling back to SYNC", err.c_str());
-      proxy_.store().forget_upstream();
+      LOG_INFO(component_, "the master does not take PSYNC (%s): falling back to SYNC", err.c_str());
+      consumer_.on_bad_stream();  // resuming this master is not possible
       payload_.reset();
       psync_sent_ = false;
       send("SYNC\r\n");
@@ -466,52 +475,50 @@ bool Upstream::handle_payload_result(protocol::PayloadReader::Status st) {
   return false;
 }
 
-void Upstream::start_stream() {
+void Link::start_stream() {
   commands_before_ += stream_.commands();  // keeps the command total monotonic
   stream_.reset();
   stream_failed_ = false;
 }
 
-void Upstream::resume_stream(const std::string& continue_line) {
+void Link::resume_stream(const std::string& continue_line) {
   // "CONTINUE" (2.8) or "CONTINUE <new replid>" (4.0+, after a failover or
   // restart of the master): the bytes from our offset follow.
   std::string_view rest(continue_line);
   rest.remove_prefix(std::min<size_t>(rest.size(), 8));
   while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-  backlog::UpstreamPosition at = proxy_.store().upstream();
+  backlog::UpstreamPosition at = consumer_.resume_point().value_or(backlog::UpstreamPosition{});
   const uint64_t resume_from = at.offset;
   if (protocol::is_replid(rest)) {
     if (rest != at.replid) {
-      LOG_INFO(kComponent, "the master's replication ID is now %.*s", 40, rest.data());
+      LOG_INFO(component_, "the master's replication ID is now %.*s", 40, rest.data());
     }
     at.replid.assign(rest);
   } else if (!rest.empty()) {
-    LOG_WARN(kComponent,
+    LOG_WARN(component_,
              "the master's new replication ID %s in +CONTINUE is not 40 hex digits: not adopted; "
              "the link will not be resumable",
              protocol::quoted(rest).c_str());
     at.replid.clear();
   }
-  proxy_.store().set_upstream(at.replid, resume_from);
   master_base_ = resume_from;
+  consumer_.on_continue(at.replid, resume_from);
   start_stream();
   mode_ = Mode::kPsync;
   state_ = State::kStreaming;
   attempts_ = 0;
   ++partial_resyncs_;
-  LOG_INFO(kComponent,
-           "link to %s resumed with +CONTINUE at master offset %llu: the lineage goes on, "
-           "replicas keep their place",
-           proxy_.config().upstream.str().c_str(), static_cast<unsigned long long>(resume_from + 1));
+  LOG_INFO(component_, "link to %s resumed with +CONTINUE at master offset %llu",
+           options_.address.str().c_str(), static_cast<unsigned long long>(resume_from + 1));
 }
 
-void Upstream::on_keepalive() { LOG_DEBUG(kComponent, "keepalive while the master prepares its RDB"); }
+void Link::on_keepalive() { LOG_DEBUG(component_, "keepalive while the master prepares its RDB"); }
 
-void Upstream::on_status_line(std::string_view line) {
+void Link::on_status_line(std::string_view line) {
   // "FULLRESYNC <replid> <offset>": the RDB that follows is the master's
   // state at that offset.
   if (line.rfind("FULLRESYNC ", 0) != 0) {
-    LOG_DEBUG(kComponent, "master said +%s", protocol::peer_text(line).c_str());
+    LOG_DEBUG(component_, "master said +%s", protocol::peer_text(line).c_str());
     return;
   }
   std::string_view rest = line.substr(11);
@@ -521,41 +528,41 @@ void Upstream::on_status_line(std::string_view line) {
   if (off && protocol::is_replid(id)) {
     pending_replid_.assign(id);
     pending_offset_ = *off;
-    LOG_INFO(kComponent, "the master starts a full resync: replid %s, offset %llu",
+    LOG_INFO(component_, "the master starts a full resync: replid %s, offset %llu",
              pending_replid_.c_str(), static_cast<unsigned long long>(pending_offset_));
   } else if (off) {
     // Never kept (it would go into the next PSYNC and /status): the transfer is
     // used, the link is not resumable.
     pending_replid_.clear();
     pending_offset_ = *off;
-    LOG_WARN(kComponent,
+    LOG_WARN(component_,
              "the master's replication ID %s in +FULLRESYNC is not 40 hex digits: not adopted; "
              "the link will not be resumable",
              protocol::quoted(id).c_str());
   } else {
-    LOG_WARN(kComponent, "cannot read +%s: the link will not be resumable",
+    LOG_WARN(component_, "cannot read +%s: the link will not be resumable",
              protocol::peer_text(line).c_str());
   }
 }
 
-void Upstream::on_payload_start(std::optional<uint64_t> len) {
+void Link::on_payload_start(std::optional<uint64_t> len) {
   state_ = State::kTransfer;
   last_progress_ms_ = now_ms();
   last_progress_bytes_ = 0;
   if (len) {
-    LOG_INFO(kComponent, "receiving the master's RDB: %s", human_bytes(static_cast<double>(*len)).c_str());
+    LOG_INFO(component_, "receiving the master's RDB: %s", human_bytes(static_cast<double>(*len)).c_str());
   } else {
-    LOG_INFO(kComponent, "receiving the master's RDB (size not announced, EOF-marked)");
+    LOG_INFO(component_, "receiving the master's RDB (size not announced, EOF-marked)");
   }
   try {
-    writer_ = std::make_unique<backlog::SnapshotWriter>(proxy_.config().dir);
+    writer_ = std::make_unique<backlog::SnapshotWriter>(options_.dir, options_.rdb_tag);
   } catch (const std::exception& e) {
     payload_failed_ = true;
     write_error_ = e.what();
   }
 }
 
-void Upstream::on_payload_data(std::string_view chunk) {
+void Link::on_payload_data(std::string_view chunk) {
   if (payload_failed_ || !writer_) return;
   try {
     writer_->write(chunk);
@@ -565,75 +572,40 @@ void Upstream::on_payload_data(std::string_view chunk) {
   }
 }
 
-void Upstream::on_payload_end() {}
+void Link::on_payload_end() {}
 
-void Upstream::finish_transfer(std::string_view rest) {
-  LOG_INFO(kComponent, "RDB received (%s); storing it", human_bytes(static_cast<double>(writer_->bytes())).c_str());
+void Link::finish_transfer(std::string_view rest) {
+  LOG_INFO(component_, "RDB received (%s); storing it",
+           human_bytes(static_cast<double>(writer_->bytes())).c_str());
   uv_read_stop(reinterpret_cast<uv_stream_t*>(tcp_));
   held_stream_.assign(rest);
-  committing_ = true;
-  proxy_.hold_own_pings(true);
-  auto* c = new Commit;
-  c->req.data = c;
-  c->self = this;
-  c->writer = std::move(writer_);
-  c->replid = random_replid();
-  c->offset = proxy_.store().committed_end();  // nothing is uncommitted between streams
-  uv_queue_work(proxy_.loop(), &c->req, on_commit_work, on_commit_done);
+  state_ = State::kStored;
+  ++sync_count_;
+  std::optional<backlog::UpstreamPosition> full_resync;
+  if (psync_sent_ && !pending_replid_.empty()) full_resync = backlog::UpstreamPosition{pending_replid_, pending_offset_};
+  mode_ = psync_sent_ ? Mode::kPsync : Mode::kSync;
+  consumer_.on_rdb(std::move(writer_), full_resync);
 }
 
-void Upstream::on_commit_work(uv_work_t* req) {
-  auto* c = static_cast<Commit*>(req->data);
-  try {
-    c->snapshot = c->writer->commit(c->replid, c->offset);
-  } catch (const std::exception& e) {
-    c->error = e.what();
-  }
+void Link::start_streaming(uint64_t master_base) {
+  if (stopped_ || state_ != State::kStored) return;
+  attempts_ = 0;
+  master_base_ = master_base;
+  state_ = State::kStreaming;
+  last_byte_ms_ = now_ms();
+  start_stream();
+  LOG_INFO(component_, "in sync with the master at %s: streaming", options_.address.str().c_str());
+  std::string held = std::move(held_stream_);
+  held_stream_.clear();
+  if (!held.empty()) handle_bytes(held.data(), held.size());
+  if (tcp_) uv_read_start(reinterpret_cast<uv_stream_t*>(tcp_), on_alloc, on_read);
 }
 
-void Upstream::on_commit_done(uv_work_t* req, int /*status*/) {
-  std::unique_ptr<Commit> c(static_cast<Commit*>(req->data));
-  Upstream* self = c->self;
-  self->committing_ = false;
-  self->proxy_.hold_own_pings(false);
-  if (self->stopped_) return;
-  if (!c->error.empty()) {
-    self->proxy_.storage_failed("cannot store the snapshot: " + c->error);
-    self->fail("cannot store the snapshot: " + c->error);
-    return;
-  }
-  ++self->sync_count_;
-  self->attempts_ = 0;
-  self->proxy_.storage_ok();
-  // A PSYNC'd transfer can be resumed later; a SYNC one cannot.
-  self->mode_ = self->psync_sent_ ? Mode::kPsync : Mode::kSync;
-  self->master_base_ = self->psync_sent_ ? self->pending_offset_ : 0;
-  self->proxy_.begin_lineage(std::move(c->snapshot));
-  self->proxy_.store().set_upstream(self->psync_sent_ ? self->pending_replid_ : std::string(),
-                                    self->master_base_);
-  self->state_ = State::kStreaming;
-  self->last_byte_ms_ = now_ms();
-  self->start_stream();
-  LOG_INFO(kComponent, "in sync with the master at %s: streaming",
-           self->proxy_.config().upstream.str().c_str());
-  std::string held = std::move(self->held_stream_);
-  self->held_stream_.clear();
-  if (!held.empty()) self->handle_bytes(held.data(), held.size());
-  if (self->tcp_) uv_read_start(reinterpret_cast<uv_stream_t*>(self->tcp_), on_alloc, on_read);
-}
-
-void Upstream::on_stream(std::string_view bytes, bool at_boundary, uint64_t upstream_end) {
-  // After a failed append nothing more of this link's stream goes in, and
-  // nothing is committed: the link is closed once this feed returns, the
-  // store rolls back to the last commit, and a resumed link starts there.
+void Link::on_stream(std::string_view bytes, bool at_boundary, uint64_t upstream_end) {
+  // After the consumer refused bytes nothing more of this feed goes to it:
+  // the link is closed once the feed returns.
   if (stream_failed_) return;
-  backlog::LineageStore& store = proxy_.store();
-  try {
-    store.append(bytes);
-    if (at_boundary) store.commit(master_base_ + upstream_end);
-    proxy_.storage_ok();
-  } catch (const std::exception& e) {
-    proxy_.storage_failed(std::string("cannot append to the replication log: ") + e.what());
+  if (!consumer_.on_stream(bytes, at_boundary, master_base_ + upstream_end)) {
     stream_failed_ = true;
     return;
   }
@@ -647,19 +619,17 @@ void Upstream::on_stream(std::string_view bytes, bool at_boundary, uint64_t upst
   }
 }
 
-void Upstream::on_upstream_ping(uint64_t upstream_end) {
-  // A dropped PING adds nothing to the log but is part of the master's
-  // stream: the resume point moves past it (and the ACK counts it).
+void Link::on_upstream_ping(uint64_t upstream_end) {
   if (stream_failed_) return;
-  proxy_.store().commit(master_base_ + upstream_end);
+  consumer_.on_ping(master_base_ + upstream_end);
 }
 
-void Upstream::send_ack() {
-  std::string off = std::to_string(master_offset());
+void Link::send_ack() {
+  std::string off = std::to_string(consumer_.ack_offset());
   send("*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$" + std::to_string(off.size()) + "\r\n" + off + "\r\n");
 }
 
-void Upstream::fail(const std::string& why) {
+void Link::fail(const std::string& why) {
   if (stopped_) return;
   // The peer's parts of `why` were made ASCII-safe where they entered
   // (protocol/text.h), and peer_text() leaves such text as it is; it keeps
@@ -668,8 +638,12 @@ void Upstream::fail(const std::string& why) {
   bool was_streaming = state_ == State::kStreaming;
   uint64_t delay = std::min(kBackoffMaxMs, kBackoffMinMs << std::min(attempts_, 5));
   ++attempts_;
-  LOG_ERROR(kComponent, "%s: %s; retrying in %.0f s", proxy_.config().upstream.str().c_str(),
-            last_error_.c_str(), static_cast<double>(delay) / 1000.0);
+  if (options_.retry) {
+    LOG_ERROR(component_, "%s: %s; retrying in %.0f s", options_.address.str().c_str(), last_error_.c_str(),
+              static_cast<double>(delay) / 1000.0);
+  } else {
+    LOG_WARN(component_, "%s: %s", options_.address.str().c_str(), last_error_.c_str());
+  }
   if (tcp_) {
     uv_close(reinterpret_cast<uv_handle_t*>(tcp_), on_closed);
     tcp_ = nullptr;
@@ -679,37 +653,38 @@ void Upstream::fail(const std::string& why) {
     writer_->abort();
     writer_.reset();
   }
-  if (was_streaming) proxy_.upstream_lost();
   state_ = State::kBackoff;
-  uv_timer_start(&retry_timer_, on_retry_timer, delay, 0);
+  if (options_.retry) uv_timer_start(retry_timer_, on_retry_timer, delay, 0);
+  // Last: the consumer may destroy this link from here.
+  consumer_.on_lost(last_error_, was_streaming);
 }
 
-void Upstream::on_closed(uv_handle_t* handle) { delete reinterpret_cast<uv_tcp_t*>(handle); }
+void Link::on_closed(uv_handle_t* handle) { delete reinterpret_cast<uv_tcp_t*>(handle); }
 
-void Upstream::on_retry_timer(uv_timer_t* t) { static_cast<Upstream*>(t->data)->connect(); }
+void Link::on_retry_timer(uv_timer_t* t) { static_cast<Link*>(t->data)->connect(); }
 
-void Upstream::on_ack_timer(uv_timer_t* t) {
-  auto* self = static_cast<Upstream*>(t->data);
+void Link::on_ack_timer(uv_timer_t* t) {
+  auto* self = static_cast<Link*>(t->data);
   // Only a master that took PSYNC expects ACKs; a 2.6 master would queue an
   // error reply into the stream.
   if (self->stopped_ || self->state_ != State::kStreaming || self->mode_ != Mode::kPsync) return;
   self->send_ack();
 }
 
-void Upstream::on_watchdog(uv_timer_t* t) {
-  auto* self = static_cast<Upstream*>(t->data);
-  if (self->stopped_ || self->committing_) return;
+void Link::on_watchdog(uv_timer_t* t) {
+  auto* self = static_cast<Link*>(t->data);
+  if (self->stopped_ || self->state_ == State::kStored) return;
   uint64_t now = now_ms();
   uint64_t idle = now - self->last_byte_ms_;
   switch (self->state_) {
     case State::kResolving:
     case State::kConnecting: {
-      auto timeout_ms = static_cast<uint64_t>(self->proxy_.config().upstream_connect_timeout_s * 1000);
+      auto timeout_ms = static_cast<uint64_t>(self->options_.connect_timeout_s * 1000);
       if (idle > timeout_ms) {
         const char* what = self->state_ == State::kResolving ? "looking up" : "connecting to";
         char msg[160];
         snprintf(msg, sizeof msg, "%s %s timed out after %.0f s", what,
-                 self->proxy_.config().upstream.host.c_str(), static_cast<double>(idle) / 1000.0);
+                 self->options_.address.host.c_str(), static_cast<double>(idle) / 1000.0);
         self->fail(msg);
       }
       return;
@@ -718,7 +693,7 @@ void Upstream::on_watchdog(uv_timer_t* t) {
     case State::kWaitingPayload:
     case State::kTransfer:
     case State::kStreaming: {
-      auto timeout_ms = static_cast<uint64_t>(self->proxy_.config().upstream_timeout_s * 1000);
+      auto timeout_ms = static_cast<uint64_t>(self->options_.read_timeout_s * 1000);
       if (idle > timeout_ms) {
         char msg[96];
         snprintf(msg, sizeof msg, "no data from the master for %.0f s", static_cast<double>(idle) / 1000.0);
@@ -736,16 +711,18 @@ void Upstream::on_watchdog(uv_timer_t* t) {
           double left = static_cast<double>(*size) - got;
           char eta[32] = "unknown";
           if (rate > 0) snprintf(eta, sizeof eta, "%.0f s", left / rate);
-          LOG_INFO(kComponent, "RDB transfer: %s of %s (%.0f%%), %s, ETA %s", human_bytes(got).c_str(),
+          LOG_INFO(self->component_, "RDB transfer: %s of %s (%.0f%%), %s, ETA %s", human_bytes(got).c_str(),
                    human_bytes(static_cast<double>(*size)).c_str(), 100.0 * got / static_cast<double>(*size),
                    speed.c_str(), eta);
         } else {
-          LOG_INFO(kComponent, "RDB transfer: %s so far, %s", human_bytes(got).c_str(), speed.c_str());
+          LOG_INFO(self->component_, "RDB transfer: %s so far, %s", human_bytes(got).c_str(), speed.c_str());
         }
       }
       return;
     }
+    case State::kStored:
     case State::kBackoff:
+    case State::kStopped:
       return;
   }
 }

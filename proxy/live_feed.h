@@ -1,0 +1,64 @@
+// The live feed: the consumer of the proxy's main upstream link. It turns
+// what the master sends into the lineage store's contents:
+//
+// - an RDB is fsynced and renamed off the loop, then starts a new lineage at
+//   the store's committed end (the link waits meanwhile, and the proxy's own
+//   PINGs are held so that the offset cannot move);
+// - stream bytes are appended, and committed at every command boundary with
+//   the master offset they end at (the one commit point, see
+//   backlog/lineage_store.h); a dropped upstream PING commits the master
+//   offset alone;
+// - a lost link rolls the store back to its last commit; a resumed one
+//   (+CONTINUE) goes on from it.
+#pragma once
+
+#include <uv.h>
+
+#include <memory>
+
+#include "proxy/link.h"
+
+namespace psync::proxy {
+
+class Proxy;
+
+class LiveFeed : private LinkConsumer {
+ public:
+  explicit LiveFeed(Proxy& proxy);
+  ~LiveFeed() override;
+  LiveFeed(const LiveFeed&) = delete;
+  LiveFeed& operator=(const LiveFeed&) = delete;
+
+  void start() { link_.start(); }
+  void stop();
+  const Link& link() const { return link_; }
+  Link& link() { return link_; }
+  // The master's replication ID and the master offset of the last committed
+  // byte (PSYNC links): where a resumed link starts.
+  const std::string& master_replid() const;
+  uint64_t master_offset() const;
+
+ private:
+  struct Commit;
+  static void on_commit_work(uv_work_t* req);
+  static void on_commit_done(uv_work_t* req, int status);
+
+  // LinkConsumer
+  std::optional<backlog::UpstreamPosition> resume_point() override;
+  void on_rdb(std::unique_ptr<backlog::SnapshotWriter> rdb,
+              std::optional<backlog::UpstreamPosition> full_resync) override;
+  void on_continue(const std::string& replid, uint64_t offset) override;
+  bool on_stream(std::string_view bytes, bool at_boundary, uint64_t master_offset) override;
+  void on_ping(uint64_t master_offset) override;
+  uint64_t ack_offset() override;
+  void on_lost(const std::string& why, bool was_streaming) override;
+  void on_storage_error(const std::string& what) override;
+  void on_bad_stream() override;
+
+  Proxy& proxy_;
+  Link link_;
+  bool stopped_ = false;
+  Commit* committing_ = nullptr;  // the snapshot commit running off the loop
+};
+
+}  // namespace psync::proxy
