@@ -22,6 +22,44 @@ def lp(*parts):
     return b"".join(bytes([len(p)]) + p for p in parts)
 MARK = b"0123456789abcdef0123456789abcdef01234567"
 
+# fuzz_aligner: the header of fuzz_aligner.cpp, then commands (op byte: db << 5 | kind).
+AL_NONE, AL_FLIP_FRESH, AL_FLIP_LIVE, AL_COPIED, AL_WRONG_START_DB, AL_DROP, AL_EXTRA_MARKER, AL_NO_MARKER, \
+    AL_OTHER_LIVE_MARKER, AL_PREPEND, AL_OTHER_DB, AL_SWAP, AL_CHANGE_BYTE, AL_MOVE_PINGS, AL_DUPLICATE, \
+    AL_LIVE_TOO_EARLY, AL_LIVE_TOO_LATE = range(17)
+DB_KEEP, DB0, DB1, DB5, DBN = 0, 4, 5, 6, 7
+
+
+def al_text(s):
+    s = s if isinstance(s, bytes) else s.encode()
+    return bytes([len(s)]) + s
+
+
+def al_set(db, key, val):
+    return bytes([db << 5 | 0]) + al_text(key) + al_text(val)
+
+
+def al_incr(db):
+    return bytes([db << 5 | 1])
+
+
+def al_multi(db, writes):  # writes: (kind byte, args bytes) for 1..3 writes
+    return bytes([db << 5 | (len(writes) - 1) << 3 | 7]) + b"".join(writes)
+
+
+def aligner(k, prefix, window, suffix, fork, corruption, commands, param=0, param2=0, first=1000000, pings=0x9e3779b9):
+    return (bytes([k - 2]) + (first - 1).to_bytes(4, "little") + bytes([prefix, window, suffix])
+            + fork.to_bytes(2, "little") + bytes([corruption]) + param.to_bytes(2, "little") + bytes([param2])
+            + pings.to_bytes(4, "little") + commands)
+
+
+AL_DBS = (al_set(DB0, "a", "1") + al_set(DB1, "b", "2") + al_set(DB5, "c", "\r\n*1\r\n$4\r\nPING\r\n")
+          + al_incr(DB_KEEP) + al_set(DB_KEEP, "d", "") + bytes([DBN << 5 | 0, 7]) + al_text("e") + al_text("7")
+          + al_incr(DB0) + al_set(DB5, "f", "x" * 20) + al_incr(DB_KEEP) + al_set(DB1, "g", "PING"))
+AL_BLOCKS = (al_set(DB1, "a", "1") + al_multi(DB1, [bytes([1]), bytes([0]) + al_text("t") + al_text("v")])
+             + al_multi(DB0, [bytes([1])]) + al_set(DB5, "z", "9") + al_multi(DB5, [bytes([1]), bytes([1]), bytes([1])]))
+AL_WINDOW = (mb("SET", "a", "1") + mb("PING") + b"*2\r\n$6\r\nSELECT\r\n$1\r\n5\r\n" + mb("INCR", "n")
+             + mb("MULTI") + mb("SET", "t", "1") + mb("EXEC") + mb("SELECT", "0") + mb("PUBLISH", "__psync_proxy__", "nonce-3"))
+
 seeds = {
     "fuzz_request_parser": {
         "ping_multibulk": mb("PING"),
@@ -72,6 +110,24 @@ seeds = {
         "bad_len_text": b"$abc\r\n",
         "not_resp": b"hello world\r\n",
         "long_line": b"+" + b"x" * 600 + b"\r\n",
+    },
+    "fuzz_aligner": {
+        "dbs_fork_mid": aligner(5, 2, 10, 2, 4, AL_NONE, AL_DBS * 2),
+        "fork_after_prev": aligner(3, 0, 8, 1, 0, AL_NONE, AL_DBS),
+        "fork_at_marker": aligner(9, 1, 8, 0, 8, AL_NONE, AL_DBS),
+        "multi_exec": aligner(4, 1, 16, 1, 3, AL_NONE, AL_BLOCKS * 2),
+        "copied_buffer": aligner(6, 1, 10, 1, 2, AL_COPIED, AL_DBS * 2, param=3),
+        "wrong_start_db": aligner(6, 1, 10, 1, 2, AL_WRONG_START_DB, AL_DBS * 2, param2=5),
+        "drop_command": aligner(7, 0, 10, 0, 1, AL_DROP, AL_DBS, param=4),
+        "extra_marker": aligner(7, 0, 10, 0, 1, AL_EXTRA_MARKER, AL_DBS, param=2, param2=1),
+        "prepend_earlier_fork": aligner(8, 3, 6, 0, 1, AL_PREPEND, AL_DBS * 2, param=5, param2=1),
+        "other_db": aligner(8, 0, 10, 0, 2, AL_OTHER_DB, AL_BLOCKS, param=1, param2=3),
+        "change_byte": aligner(8, 0, 10, 0, 2, AL_CHANGE_BYTE, AL_DBS, param=2, param2=1),
+        "move_pings": aligner(8, 0, 10, 0, 2, AL_MOVE_PINGS, AL_DBS),
+        "live_too_early": aligner(8, 0, 10, 0, 2, AL_LIVE_TOO_EARLY, AL_DBS),
+        "live_too_late": aligner(8, 2, 10, 0, 2, AL_LIVE_TOO_LATE, AL_DBS * 2, param2=4),
+        "raw_window": AL_WINDOW,
+        "raw_bad_select": mb("SET", "a", "1") + mb("SELECT", "01") + mb("SET", "b", "2"),
     },
     "fuzz_http_request": {
         "get_status": b"GET /status HTTP/1.1\r\nHost: 127.0.0.1:8380\r\nUser-Agent: curl/7.88\r\nAccept: */*\r\n\r\n",

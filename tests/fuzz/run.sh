@@ -17,7 +17,8 @@ SECONDS_EACH="${1:-60}"
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(fuzz_request_parser fuzz_legacy_stream fuzz_payload_reader fuzz_http_request fuzz_status_render)
+  TARGETS=(fuzz_request_parser fuzz_legacy_stream fuzz_payload_reader fuzz_http_request fuzz_status_render
+           fuzz_aligner)
 fi
 case "$SECONDS_EACH" in
   ''|*[!0-9]*) echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2 ;;
