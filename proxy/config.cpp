@@ -139,6 +139,33 @@ const std::vector<OptionSpec>& option_specs() {
          c.backlog_size = *size;
          return "";
        }},
+      {"snapshot-refresh",
+       "yes: take fresh snapshots of the master within the lineage (a second SYNC, placed with PUBLISH markers)",
+       "yes",
+       [](Config& c, const std::string& v) {
+         std::string e = choice(v, {"yes", "no", "off"});
+         if (e.empty()) c.snapshot_refresh = v == "yes";
+         return e;
+       }},
+      {"snapshot-refresh-ratio",
+       "Refresh once the log since the snapshot is this many times the snapshot's size (and --backlog-size)", "2",
+       [](Config& c, const std::string& v) -> std::string {
+         char* end = nullptr;
+         double r = std::strtod(v.c_str(), &end);
+         if (v.empty() || *end != '\0' || !(r > 0) || r > 1e6) return "expected a number above 0, got '" + v + "'";
+         c.snapshot_refresh_ratio = r;
+         return "";
+       }},
+      {"snapshot-min-interval", "Seconds between two automatic refreshes at least (each forks the master)", "900",
+       [](Config& c, const std::string& v) { return seconds_value(v, c.snapshot_min_interval_s); }},
+      {"log-segment-size", "Bytes per log segment file (units: kb, mb, gb); the log is trimmed a segment at a time",
+       "64mb",
+       [](Config& c, const std::string& v) -> std::string {
+         auto size = protocol::parse_memory_size(v);
+         if (!size || *size < 4096) return "expected a size of at least 4kb, got '" + v + "'";
+         c.segment_bytes = *size;
+         return "";
+       }},
       {"requirepass", "Password replicas must AUTH with", "",
        [](Config& c, const std::string& v) { return c.requirepass = v, std::string(); }},
       {"requireuser", "User name accepted in AUTH <user> <pass> (a replica's masteruser)", "default",

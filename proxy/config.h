@@ -29,6 +29,10 @@ struct Config {
   uint16_t status_port = 8380;
   std::string dir = "./psync-data";
   uint64_t backlog_size = 256ull << 20;
+  // Snapshot refresh within a lineage (proxy/refresher.h).
+  bool snapshot_refresh = true;
+  double snapshot_refresh_ratio = 2;     // refresh once the log since the snapshot exceeds this x its size
+  double snapshot_min_interval_s = 900;  // and at most once per this (each is a fork on the master)
   std::string requirepass;
   std::string requireuser = "default";  // user name accepted in AUTH <user> <pass>
   UpstreamMode upstream_mode = UpstreamMode::kAuto;

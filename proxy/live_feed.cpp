@@ -2,6 +2,9 @@
 
 #include "proxy/log.h"
 #include "proxy/proxy.h"
+#include "proxy/refresher.h"
+
+#include <cstring>
 
 namespace psync::proxy {
 
@@ -103,6 +106,7 @@ bool LiveFeed::on_stream(std::string_view bytes, bool at_boundary, uint64_t mast
   // After a failed append the link ends (false), the store rolls back to the
   // last commit, and a resumed link starts there: nothing is skipped.
   backlog::LineageStore& store = proxy_.store();
+  const uint64_t first = store.log().next_offset();
   try {
     store.append(bytes);
     if (at_boundary) store.commit(master_offset);
@@ -110,6 +114,12 @@ bool LiveFeed::on_stream(std::string_view bytes, bool at_boundary, uint64_t mast
   } catch (const std::exception& e) {
     proxy_.storage_failed(std::string("cannot append to the replication log: ") + e.what());
     return false;
+  }
+  // A refresh in progress looks for its markers in the live stream.
+  Refresher& refresher = proxy_.refresher();
+  if (at_boundary && refresher.active() &&
+      memmem(bytes.data(), bytes.size(), Refresher::kChannel, std::strlen(Refresher::kChannel)) != nullptr) {
+    refresher.on_live_bytes(bytes, first);
   }
   return true;
 }

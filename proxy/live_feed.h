@@ -22,7 +22,7 @@ namespace psync::proxy {
 
 class Proxy;
 
-class LiveFeed : private LinkConsumer {
+class LiveFeed : public LinkConsumer {
  public:
   explicit LiveFeed(Proxy& proxy);
   ~LiveFeed() override;

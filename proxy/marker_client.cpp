@@ -189,6 +189,12 @@ void MarkerClient::on_reply(bool is_error, const std::string& text) {
   }
 }
 
+void MarkerClient::close() {
+  if (state_ == State::kFailed) return;
+  callbacks_ = {};
+  fail("closed");
+}
+
 void MarkerClient::fail(const std::string& why) {
   if (state_ == State::kFailed) return;
   state_ = State::kFailed;

@@ -40,6 +40,8 @@ class MarkerClient {
   // Sends PUBLISH <channel> <nonce>; only when ready().
   void publish(const std::string& nonce);
   uint64_t published() const { return published_; }
+  // Closes the connection without a callback (the client is done with).
+  void close();
 
  private:
   enum class State { kIdle, kResolving, kConnecting, kAuth, kReady, kFailed };

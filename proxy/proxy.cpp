@@ -20,6 +20,7 @@
 #include "proxy/replica_session.h"
 #include "proxy/status_http.h"
 #include "proxy/live_feed.h"
+#include "proxy/refresher.h"
 
 namespace psync::proxy {
 
@@ -98,6 +99,7 @@ Proxy::Proxy(uv_loop_t* loop, Config config)
       start_ms_(now_ms()),
       store_(config_.dir, config_.segment_bytes),
       feed_(std::make_unique<LiveFeed>(*this)),
+      refresher_(std::make_unique<Refresher>(*this)),
       status_(std::make_unique<StatusServer>(*this)) {}
 
 Proxy::~Proxy() = default;
@@ -196,6 +198,7 @@ void Proxy::shutdown() {
   std::vector<ReplicaSession*> all;
   for (auto& s : sessions_) all.push_back(s.get());
   for (auto* s : all) s->close("the proxy is shutting down");
+  refresher_->stop();
   feed_->stop();
   status_->stop();
   if (timers_started_) {
@@ -338,8 +341,10 @@ void Proxy::upstream_lost() {
 
 void Proxy::begin_lineage(std::shared_ptr<backlog::Snapshot> snapshot) {
   const bool had_lineage = store_.snapshot() != nullptr;
+  refresher_->abort("a new lineage starts");
   std::string problems;
   store_.begin_lineage(std::move(snapshot), problems);
+  commands_at_snapshot_ = feed_->link().total_commands();
   const auto& snap = store_.snapshot();
   LOG_INFO(kComponent, "new lineage %s: snapshot of %s at offset %llu%s", snap->replid().c_str(),
            human_bytes(static_cast<double>(snap->size())).c_str(),
@@ -362,6 +367,43 @@ void Proxy::begin_lineage(std::shared_ptr<backlog::Snapshot> snapshot) {
         break;
     }
   }
+}
+
+void Proxy::install_refreshed_snapshot(std::shared_ptr<backlog::Snapshot> snapshot, uint64_t commands_after) {
+  const uint64_t before = store_.snapshot()->offset();
+  store_.install_snapshot(std::move(snapshot));
+  const uint64_t now = feed_->link().total_commands();
+  commands_at_snapshot_ = now > commands_after ? now - commands_after : 0;
+  const auto& snap = store_.snapshot();
+  LOG_INFO(kComponent, "snapshot of %s at offset %llu (was %llu): full resyncs are served from it, "
+           "as +FULLRESYNC %s %llu, the RDB, SELECT, then the log from %llu",
+           human_bytes(static_cast<double>(snap->size())).c_str(), static_cast<unsigned long long>(snap->offset()),
+           static_cast<unsigned long long>(before), snap->replid().c_str(),
+           static_cast<unsigned long long>(snap->fullresync_offset()),
+           static_cast<unsigned long long>(snap->offset() + 1));
+  trim_log();
+}
+
+uint64_t Proxy::commands_since_snapshot() const {
+  const uint64_t now = feed_->link().total_commands();
+  return now > commands_at_snapshot_ ? now - commands_at_snapshot_ : 0;
+}
+
+void Proxy::trim_log() {
+  // A full resync in progress reads the log from its snapshot's offset + 1,
+  // whichever snapshot it is being sent: those bytes stay until it is online.
+  uint64_t hold_from = UINT64_MAX;
+  for (const auto& s : sessions_) {
+    if (s->state() == ReplicaSession::State::kSendBulk && !s->closing()) hold_from = std::min(hold_from, s->cursor());
+  }
+  std::string problems;
+  uint64_t freed = store_.trim(config_.backlog_size, hold_from, problems);
+  if (freed) {
+    LOG_INFO(kComponent, "removed %s of old log segments: the log now starts at offset %llu",
+             human_bytes(static_cast<double>(freed)).c_str(),
+             static_cast<unsigned long long>(store_.log().first_offset()));
+  }
+  if (!problems.empty()) LOG_WARN(kComponent, "cannot remove old log segments: %s", problems.c_str());
 }
 
 uint64_t Proxy::lag_bytes(const ReplicaSession& s) const {
@@ -406,6 +448,8 @@ void Proxy::on_keepalive_timer(uv_timer_t* t) {
     }
     s->on_second();
   }
+  self->refresher_->on_second();
+  self->trim_log();
 }
 
 // ---------------------------------------------------------------- INFO / ROLE
@@ -465,6 +509,25 @@ std::string Proxy::info(std::string_view section) const {
     add("repl_backlog_size:" + std::to_string(histlen));
     add("repl_backlog_first_byte_offset:" + std::to_string(floor));
     add("repl_backlog_histlen:" + std::to_string(histlen));
+    out += "\r\n";
+  }
+  if (all || protocol::iequals(section, "persistence")) {
+    // The proxy's snapshot as Redis reports its RDB: a BGSAVE on the proxy is
+    // a snapshot refresh (proxy/refresher.h).
+    const Refresher::Stats& r = refresher_->stats();
+    const auto& snap = store_.snapshot();
+    add("# Persistence");
+    add("loading:0");
+    add("rdb_changes_since_last_save:" + std::to_string(commands_since_snapshot()));
+    add(std::string("rdb_bgsave_in_progress:") + (refresher_->active() ? "1" : "0"));
+    add("rdb_last_save_time:" + std::to_string(snap ? snap->created_unix() : 0));
+    add(std::string("rdb_last_bgsave_status:") + (r.failed > 0 && !r.last_error.empty() ? "err" : "ok"));
+    add("rdb_last_bgsave_time_sec:" +
+        std::to_string(r.last_attempt_unix && !refresher_->active() ? static_cast<int64_t>(r.last_duration_s) : -1));
+    add("rdb_current_bgsave_time_sec:" +
+        std::to_string(refresher_->active() ? static_cast<int64_t>(time(nullptr) - r.last_attempt_unix) : -1));
+    add("rdb_saves:" + std::to_string(r.done));
+    add("aof_enabled:0");
     out += "\r\n";
   }
   if (all || protocol::iequals(section, "stats")) {

@@ -25,6 +25,7 @@
 namespace psync::proxy {
 
 class LiveFeed;
+class Refresher;
 class ReplicaSession;
 class StatusServer;
 struct StatusView;
@@ -93,6 +94,18 @@ class Proxy {
   // PINGs are held back meanwhile.
   void hold_own_pings(bool on) { own_pings_held_ = on; }
   const LiveFeed& feed() const { return *feed_; }
+  Refresher& refresher() { return *refresher_; }
+  const Refresher& refresher() const { return *refresher_; }
+  // A verified snapshot of this lineage at an exact offset (the refresher):
+  // full resyncs are served from it from now on; old log segments go.
+  // commands_after: about how many live commands were committed after its
+  // offset (for INFO's rdb_changes_since_last_save).
+  void install_refreshed_snapshot(std::shared_ptr<backlog::Snapshot> snapshot, uint64_t commands_after);
+  // Commands of the master committed since the current snapshot.
+  uint64_t commands_since_snapshot() const;
+  // Deletes the log segments nobody needs (LineageStore::trim): those before
+  // X+1-backlog-size, unless a full resync in progress still reads them.
+  void trim_log();
 
   // ----- Storage -----
   // A write to --dir failed (snapshot or log): remembered for /status; one
@@ -138,6 +151,8 @@ class Proxy {
   bool own_pings_held_ = false;
 
   std::unique_ptr<LiveFeed> feed_;  // the upstream link and what it feeds into the store
+  std::unique_ptr<Refresher> refresher_;
+  uint64_t commands_at_snapshot_ = 0;  // the live link's command count at the snapshot's offset
   std::unique_ptr<StatusServer> status_;
   std::list<std::unique_ptr<ReplicaSession>> sessions_;
   uint64_t next_session_id_ = 1;

@@ -13,6 +13,7 @@
 #include "protocol/text.h"
 #include "proxy/log.h"
 #include "proxy/proxy.h"
+#include "proxy/refresher.h"
 
 namespace psync::proxy {
 
@@ -202,6 +203,11 @@ void ReplicaSession::dispatch(std::vector<std::string>& args) {
     cmd_sync();
   } else if (iequals(cmd, "INFO")) {
     reply(protocol::bulk_string(proxy_.info(args.size() > 1 ? args[1] : "")));
+  } else if (iequals(cmd, "BGSAVE")) {
+    // A fresh snapshot of the master, within the lineage (proxy/refresher.h).
+    std::string why_not = proxy_.refresher().start("BGSAVE from " + address());
+    reply(why_not.empty() ? protocol::simple_string("Background saving started")
+                          : protocol::error_reply("ERR " + why_not));
   } else if (iequals(cmd, "ROLE")) {
     reply(proxy_.role_reply());
   } else {
@@ -209,7 +215,7 @@ void ReplicaSession::dispatch(std::vector<std::string>& args) {
     reply(protocol::error_reply(
         "ERR unknown command '" + name +
         "': this is psync-proxy, a replication proxy; it serves replicas only (PING, AUTH, "
-        "REPLCONF, PSYNC, SYNC, INFO, ROLE, QUIT)"));
+        "REPLCONF, PSYNC, SYNC, INFO, ROLE, BGSAVE, QUIT)"));
   }
 }
 
@@ -345,8 +351,10 @@ void ReplicaSession::start_full_resync(bool psync) {
   char header[128];
   int n = 0;
   if (psync) {
+    // The replica's offset after the RDB and the snapshot's prefix (SELECT
+    // <db at S> for a refreshed snapshot) is S: the log follows from S+1.
     n = snprintf(header, sizeof header, "+FULLRESYNC %s %llu\r\n", proxy_.replid().c_str(),
-                 static_cast<unsigned long long>(snap->offset()));
+                 static_cast<unsigned long long>(snap->fullresync_offset()));
   }
   snprintf(header + n, sizeof header - static_cast<size_t>(n), "$%llu\r\n",
            static_cast<unsigned long long>(snap->size()));
@@ -456,6 +464,7 @@ void ReplicaSession::pump() {
         budget -= std::min(budget, n);
         continue;
       }
+      if (!rdb_only_) out_ += bulk_->prefix();  // goes out before the log from S+1
       bulk_.reset();
       if (rdb_only_) {
         LOG_INFO(kComponent, "client %s received the snapshot (rdb only): closing",

@@ -8,12 +8,19 @@
 #include "proxy/log.h"
 #include "proxy/replica_session.h"
 #include "proxy/live_feed.h"
+#include "proxy/refresher.h"
+#include "protocol/text.h"
 
 namespace psync::proxy {
 
-std::string log_retention_text(uint64_t backlog_size_configured) {
-  return "every byte since the snapshot, until the next upstream SYNC; --backlog-size (" +
-         human_bytes(static_cast<double>(backlog_size_configured)) + ") is not enforced yet";
+std::string log_retention_text(uint64_t backlog_size_configured, bool refresh_enabled) {
+  const std::string size = human_bytes(static_cast<double>(backlog_size_configured));
+  if (!refresh_enabled) {
+    return "every byte since the snapshot, until the next upstream SYNC (--snapshot-refresh no): the disk "
+           "grows with the writes; --backlog-size (" + size + ") applies once snapshots are refreshed";
+  }
+  return "from --backlog-size (" + size + ") before the snapshot's offset on, and what a full resync in "
+         "progress still reads; the snapshot is refreshed within the lineage (see refresh)";
 }
 
 StatusView Proxy::status_view() const {
@@ -49,6 +56,28 @@ StatusView Proxy::status_view() const {
   v.log.segments = store_.log().segment_count();
   v.log.open_files = store_.log().open_files();
   v.log.backlog_size_configured = config_.backlog_size;
+  v.log.refresh_enabled = config_.snapshot_refresh;
+  {
+    const Refresher& rf = *refresher_;
+    const Refresher::Stats& st = rf.stats();
+    StatusView::RefreshPart& r = v.refresh;
+    r.enabled = config_.snapshot_refresh;
+    r.state = Refresher::state_name(rf.state());
+    r.link_state = rf.link() ? Link::state_name(rf.link()->state()) : "";
+    r.done = st.done;
+    r.failed = st.failed;
+    r.last_error = st.last_error;
+    r.last_trigger = protocol::peer_text(st.last_trigger, 256);
+    r.last_attempt_unix = st.last_attempt_unix;
+    r.last_done_unix = st.last_done_unix;
+    r.last_duration_seconds = st.last_duration_s;
+    r.markers_sent = st.markers_sent;
+    r.aligned = st.done > 0;
+    r.offset = st.last_offset;
+    r.db = st.last_db;
+    r.marker = st.last_marker;
+    r.matched = st.last_matched;
+  }
 
   v.storage.dir = config_.dir;
   v.storage.ok = !storage_failing_;
@@ -58,6 +87,7 @@ StatusView Proxy::status_view() const {
   if (const auto& snap = store_.snapshot()) {
     StatusView::SnapshotPart s;
     s.offset = snap->offset();
+    s.fullresync_offset = snap->fullresync_offset();
     s.bytes = snap->size();
     s.replid = snap->replid();
     s.created_unix = snap->created_unix();
@@ -117,13 +147,31 @@ std::string render_status_json(const StatusView& v) {
               {"segments", v.log.segments},
               {"open_files", v.log.open_files},
               {"backlog_size_configured", v.log.backlog_size_configured},
-              {"retention", log_retention_text(v.log.backlog_size_configured)}};
+              {"retention", log_retention_text(v.log.backlog_size_configured, v.log.refresh_enabled)}};
+  {
+    const auto& r = v.refresh;
+    json alignment = nullptr;
+    if (r.aligned) alignment = {{"offset", r.offset}, {"db", r.db}, {"marker", r.marker}, {"matched_commands", r.matched}};
+    j["refresh"] = {{"enabled", r.enabled},
+                    {"state", r.state},
+                    {"link_state", r.link_state},
+                    {"done", r.done},
+                    {"failed", r.failed},
+                    {"last_error", r.last_error},
+                    {"last_trigger", r.last_trigger},
+                    {"last_attempt_unix", r.last_attempt_unix ? json(r.last_attempt_unix) : json(nullptr)},
+                    {"last_done_unix", r.last_done_unix ? json(r.last_done_unix) : json(nullptr)},
+                    {"last_duration_seconds", r.last_duration_seconds},
+                    {"markers_sent", r.markers_sent},
+                    {"alignment", alignment}};
+  }
   j["storage"] = {{"dir", v.storage.dir},
                   {"ok", v.storage.ok},
                   {"last_error", v.storage.last_error},
                   {"last_error_unix", v.storage.last_error_unix ? json(v.storage.last_error_unix) : json(nullptr)}};
   if (v.snapshot) {
     j["snapshot"] = {{"offset", v.snapshot->offset},
+                     {"fullresync_offset", v.snapshot->fullresync_offset},
                      {"bytes", v.snapshot->bytes},
                      {"replid", v.snapshot->replid},
                      {"created_unix", v.snapshot->created_unix},

@@ -51,7 +51,8 @@ struct StatusView {
     uint64_t bytes_on_disk = 0;
     uint64_t segments = 0;
     uint64_t open_files = 0;  // segment files the log holds open
-    uint64_t backlog_size_configured = 0;  // --backlog-size: not enforced yet
+    uint64_t backlog_size_configured = 0;  // --backlog-size
+    bool refresh_enabled = true;           // --snapshot-refresh: retention needs refreshed snapshots
   };
   struct StoragePart {
     std::string dir;
@@ -61,6 +62,7 @@ struct StatusView {
   };
   struct SnapshotPart {
     uint64_t offset = 0;
+    uint64_t fullresync_offset = 0;  // offset in +FULLRESYNC: offset minus the SELECT prefix
     uint64_t bytes = 0;
     std::string replid;
     int64_t created_unix = 0;
@@ -80,8 +82,28 @@ struct StatusView {
     std::optional<uint64_t> bulk_bytes_sent;  // during send_bulk
   };
 
+  struct RefreshPart {
+    bool enabled = true;
+    std::string state;         // Refresher::state_name()
+    std::string link_state;    // the second link's state ("" when none)
+    uint64_t done = 0;
+    uint64_t failed = 0;
+    std::string last_error;    // peer_text: ASCII-safe
+    std::string last_trigger;
+    int64_t last_attempt_unix = 0;  // 0: never (null)
+    int64_t last_done_unix = 0;
+    double last_duration_seconds = 0;
+    uint64_t markers_sent = 0;
+    bool aligned = false;      // the fields below hold the last verified alignment
+    uint64_t offset = 0;
+    int64_t db = 0;
+    uint64_t marker = 0;
+    uint64_t matched = 0;
+  };
+
   ProxyPart proxy;
   UpstreamPart upstream;
+  RefreshPart refresh;
   LogPart log;
   StoragePart storage;
   std::optional<SnapshotPart> snapshot;
@@ -97,6 +119,6 @@ std::string render_status_json(const StatusView& view);
 std::string render_metrics_text(const StatusView& view);
 
 // /status log.retention: how much of the log is kept, in words.
-std::string log_retention_text(uint64_t backlog_size_configured);
+std::string log_retention_text(uint64_t backlog_size_configured, bool refresh_enabled);
 
 }  // namespace psync::proxy

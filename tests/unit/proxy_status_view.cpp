@@ -30,9 +30,13 @@ StatusView busy_view() {
   v.upstream.version = "4.0.14";
   v.upstream.replid = "1111111111111111111111111111111111111111";
   v.upstream.offset = 5000;
-  v.log = {1, 900, 900, 1, 256ull << 20};
+  v.log.first_offset = 1;
+  v.log.last_offset = 900;
+  v.log.bytes_on_disk = 900;
+  v.log.segments = 1;
+  v.log.backlog_size_configured = 256ull << 20;
   v.storage.dir = "/var/lib/psync-proxy";
-  v.snapshot = StatusView::SnapshotPart{0, 100, v.proxy.replid, 1700000000, 3};
+  v.snapshot = StatusView::SnapshotPart{0, 0, 100, v.proxy.replid, 1700000000, 3};
   StatusView::ReplicaPart online;
   online.address = "127.0.0.1:50000";
   online.ip = "127.0.0.1";
@@ -70,7 +74,7 @@ std::set<std::string> keys(const json& j) {
 
 TEST_CASE("status view: the /status fields, with null where a value is unknown") {
   json j = json::parse(render_status_json(busy_view()));
-  CHECK(keys(j) == std::set<std::string>{"proxy", "upstream", "log", "storage", "snapshot", "replicas", "counters"});
+  CHECK(keys(j) == std::set<std::string>{"proxy", "upstream", "log", "storage", "snapshot", "replicas", "counters", "refresh"});
   CHECK(keys(j["proxy"]) == std::set<std::string>{"version", "replid", "offset", "uptime_seconds", "pid"});
   CHECK(keys(j["upstream"]) ==
         std::set<std::string>{"address", "state", "link_up", "last_error", "sync_count", "rdb_bytes_received",
@@ -79,7 +83,10 @@ TEST_CASE("status view: the /status fields, with null where a value is unknown")
   CHECK(keys(j["log"]) == std::set<std::string>{"first_offset", "last_offset", "bytes_on_disk", "segments", "open_files",
                                                 "backlog_size_configured", "retention"});
   CHECK(keys(j["storage"]) == std::set<std::string>{"dir", "ok", "last_error", "last_error_unix"});
-  CHECK(keys(j["snapshot"]) == std::set<std::string>{"offset", "bytes", "replid", "created_unix", "age_seconds"});
+  CHECK(keys(j["refresh"]) == std::set<std::string>{"enabled", "state", "link_state", "done", "failed", "last_error",
+                                                    "last_trigger", "last_attempt_unix", "last_done_unix",
+                                                    "last_duration_seconds", "markers_sent", "alignment"});
+  CHECK(keys(j["snapshot"]) == std::set<std::string>{"offset", "fullresync_offset", "bytes", "replid", "created_unix", "age_seconds"});
   CHECK(keys(j["counters"]) == std::set<std::string>{"sync_full", "sync_partial_ok", "sync_partial_err",
                                                      "upstream_partial_resyncs", "connections_received",
                                                      "rejected_connections"});
@@ -101,14 +108,17 @@ TEST_CASE("status view: the /status fields, with null where a value is unknown")
   CHECK(j["replicas"].empty());
 }
 
-TEST_CASE("status view: log.retention says --backlog-size is not enforced, with the configured size") {
+TEST_CASE("status view: log.retention says what is kept: --backlog-size before the snapshot, or everything when refresh is off") {
   StatusView v = busy_view();
   v.log.backlog_size_configured = 64ull << 20;
   json j = json::parse(render_status_json(v));
   CHECK(j["log"]["backlog_size_configured"] == 64ull << 20);
-  const std::string retention = j["log"]["retention"];
-  CHECK(retention.find("--backlog-size (64.0 MB) is not enforced yet") != std::string::npos);
-  CHECK(retention.find("until the next upstream SYNC") != std::string::npos);
+  std::string retention = j["log"]["retention"];
+  CHECK(retention.find("--backlog-size (64.0 MB) before the snapshot") != std::string::npos);
+  v.log.refresh_enabled = false;
+  j = json::parse(render_status_json(v));
+  retention = j["log"]["retention"];
+  CHECK(retention.find("until the next upstream SYNC (--snapshot-refresh no): the disk grows") != std::string::npos);
 }
 
 TEST_CASE("status view: strings that are not UTF-8 in every field: valid JSON, never an exception") {
