@@ -122,6 +122,16 @@ std::string render_metrics_text(const StatusView& v) {
     w.metric("psync_proxy_snapshot_age_seconds", "gauge", "Seconds since the current snapshot was stored.",
              v.snapshot->age_seconds);
   }
+  if (v.snapshot) {
+    w.metric("psync_proxy_snapshot_offset_bytes", "gauge", "Offset of the current snapshot (full resyncs go on from it).",
+             d(v.snapshot->offset));
+  }
+  // Snapshot refreshes within the lineage.
+  w.metric("psync_proxy_refresh_in_progress", "gauge", "1 while a snapshot refresh runs.",
+           v.refresh.state != "idle" && !v.refresh.state.empty() ? 1 : 0);
+  w.family("psync_proxy_refreshes_total", "counter", "Snapshot refreshes, by result.");
+  w.sample("psync_proxy_refreshes_total", d(v.refresh.done), label("result", "done"));
+  w.sample("psync_proxy_refreshes_total", d(v.refresh.failed), label("result", "failed"));
   w.metric("psync_proxy_storage_ok", "gauge", "0 while writes to the data directory fail.", v.storage.ok ? 1 : 0);
 
   // Replicas, labelled by address and listening port.

@@ -213,3 +213,61 @@ TEST_CASE("refresh: a replica frozen past the retained log full-resyncs once whe
     CHECK(count_log_lines(proxy.log_path(), "left the retained log") == 1);
     check_clean_shutdown(proxy);
 }
+
+TEST_CASE("refresh: a master that refuses PUBLISH: BGSAVE ends with a clear reason and no fork, the snapshot stays, /status says the disk grows") {
+    Sandbox sandbox;
+    RedisServerOptions mo = sync_only_master_options();
+    mo.extra_config.push_back("rename-command PUBLISH \"\"");
+    RedisServer master(sandbox, "master", mo);
+    master.start();
+    master.client().must({"SET", "k", "v"});
+    ProxyProcess proxy(sandbox, "proxy", master.port());
+    proxy.start();
+    const json first = proxy.wait_snapshot();
+    RedisServer r1(sandbox, "replica1", replica_options(proxy.port()));
+    r1.start();
+    proxy.wait_replica_online(r1.port());
+
+    RedisClient admin = RedisClient::connect(proxy.port());
+    CHECK(admin.command({"BGSAVE"}).str == "Background saving started");
+    const json s = proxy.wait_status("the refresh to fail", 20, [](const json& st, std::string& state) {
+        state = json_at(st, "/refresh").dump();
+        return json_int(st, "/refresh/failed") >= 1 && json_str(st, "/refresh/state") == "idle";
+    });
+    CHECK_MESSAGE(json_str(s, "/refresh/last_error").find("refused PUBLISH") != std::string::npos, json_at(s, "/refresh").dump());
+    CHECK(json_int(s, "/refresh/done") == 0);
+    CHECK(s["refresh"]["alignment"].is_null());
+    CHECK(json_int(s, "/snapshot/offset") == json_int(first, "/snapshot/offset"));
+    CHECK(master.info_int("stats", "sync_full") == 1);  // no second SYNC: no fork
+    CHECK(info_value(admin.must({"INFO", "persistence"}).str, "rdb_last_bgsave_status") == "err");
+    CHECK(count_log_lines(proxy.log_path(), "snapshot refresh abandoned", true) == 1);
+    master.client().must({"SET", "after", "refusal"});
+    wait_keyspace_equal(master, r1);
+    check_clean_shutdown(proxy);
+}
+
+TEST_CASE("refresh: --snapshot-refresh no: BGSAVE is refused with the reason, nothing is trimmed, /status says the disk grows") {
+    Sandbox sandbox;
+    RedisServer master(sandbox, "master", sync_only_master_options());
+    master.start();
+    ProxyOptions options;
+    options.backlog_size = "1kb";
+    options.extra_args = {"--snapshot-refresh", "no", "--log-segment-size", "4kb"};
+    ProxyProcess proxy(sandbox, "proxy", master.port(), options);
+    proxy.start();
+    proxy.wait_snapshot();
+    {
+        RedisClient c = master.client();
+        for (int i = 0; i < 200; ++i) c.must({"SET", "k" + std::to_string(i), std::string(200, 'x')});
+    }
+    RedisClient admin = RedisClient::connect(proxy.port());
+    const Reply r = admin.command({"BGSAVE"});
+    CHECK(r.is_error());
+    CHECK_MESSAGE(r.str.find("--snapshot-refresh no") != std::string::npos, r.describe());
+    sleep_ms(1500);  // a trim tick
+    const json s = proxy.status();
+    CHECK(json_int(s, "/log/first_offset") == 1);
+    CHECK(json_str(s, "/log/retention").find("the disk grows") != std::string::npos);
+    CHECK(s["refresh"]["enabled"] == false);
+    check_clean_shutdown(proxy);
+}
