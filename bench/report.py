@@ -135,6 +135,23 @@ def s5_rows(s5):
                 d, p, ratio, "proxy ≤ 0.7× direct", ratio is not None and ratio <= 0.7)]
 
 
+def s7_rows(s7):
+    if not s7:
+        return []
+    by = {r["via"]: r for r in s7["runs"]}
+    d, p, n = by["direct"], by["proxy"], by["norefresh"]
+    what = f"{s7['dataset']} dataset after {s7['writes_mb']} MB of writes ({s7['refreshes']} refreshes)"
+    rows = []
+    for key, unit, scale, measure in (("bytes", "MB", 1e6, "MB received"), ("seconds", "s", 1, "s until equal")):
+        ratio = p[key] / d[key] if d[key] > 0 else None
+        rows.append(row(7, f"new replica, {measure}: {what}", d[key] / scale, p[key] / scale,
+                        ratio, "proxy ≤ 1.2× direct", ratio is not None and ratio <= 1.2))
+        nratio = n[key] / d[key] if d[key] > 0 else None
+        rows.append(row(7, f"  the same from a proxy with --snapshot-refresh no ({unit})", d[key] / scale,
+                        n[key] / scale, nratio, "(for comparison)", None))
+    return rows
+
+
 def s6_rows(s6):
     if not s6:
         return []
@@ -193,9 +210,9 @@ def machine_line(meta):
 
 def combine(resdir, out_path):
     meta = load(resdir, "meta.json")
-    parts = {f"s{i}": load(resdir, f"s{i}.json") for i in range(1, 7)}
+    parts = {f"s{i}": load(resdir, f"s{i}.json") for i in range(1, 8)}
     rows = (s1_rows(parts["s1"]) + s2_rows(parts["s2"]) + s3_rows(parts["s3"]) + s4_rows(parts["s4"])
-            + s5_rows(parts["s5"]) + s6_rows(parts["s6"]))
+            + s5_rows(parts["s5"]) + s6_rows(parts["s6"]) + s7_rows(parts["s7"]))
     doc = dict(meta)
     doc["table"] = rows
     doc["scenarios"] = {k: v for k, v in parts.items() if v is not None}

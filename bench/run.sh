@@ -48,6 +48,7 @@ if [ "$QUICK" = 1 ]; then
   S5_REPEATS=1
   S6_MIN_TIME=0.1; S6_FILTER='paired/realistic/'; S6_REPS=3
   S4_SETTLE=0.5
+  S7_KEYS=20000; S7_WRITES=100000
 else
   S1_REPEATS=3; S1_REQUESTS=50000
   S2_REPEATS=3; S2_BYTES=$((2 * 1000 * 1000 * 1000))
@@ -56,6 +57,7 @@ else
   S5_REPEATS=3
   S6_MIN_TIME=0.2; S6_FILTER='realistic|set-3B|set-30B'; S6_REPS=5
   S4_SETTLE=1
+  S7_KEYS=50000; S7_WRITES=400000
 fi
 VALUE_SIZE=1000   # DEBUG POPULATE value bytes: 100k keys ~ 100 MB, 1M keys ~ 1 GB
 
@@ -161,13 +163,14 @@ start_master() {
 }
 
 declare -A PPID_OF=() PPORT=() PSTATUS=()
-start_proxy() {  # start_proxy NAME UPSTREAM_PORT
+start_proxy() {  # start_proxy NAME UPSTREAM_PORT [EXTRA FLAGS...]
   local name=$1 up=$2 port sport
+  shift 2
   alloc_port port
   alloc_port sport
   mkdir -p "$WORK/$name"
   "$BIN" --upstream "127.0.0.1:$up" --port "$port" --status-port "$sport" --dir "$WORK/$name/data" \
-    --log-level warn 2>"$WORK/$name/proxy.log" &
+    --log-level warn "$@" 2>"$WORK/$name/proxy.log" &
   PPID_OF[$name]=$!
   PIDS+=("$!")
   PPORT[$name]=$port
@@ -481,12 +484,71 @@ scenario6() {
     || { cat "$WORK/s6.txt" >&2; die "scenario 6"; }
 }
 
+# ================================================================ scenario 7
+# A new replica after many writes on a small dataset: the bytes it receives and
+# the time until it is loaded, from the master directly, from the proxy
+# (snapshots refreshed within the lineage) and from a proxy with
+# --snapshot-refresh no (the first snapshot and every byte since).
+proxy_refresh_idle() {
+  curl -sf "http://127.0.0.1:${PSTATUS[$1]}/status" | jq -e '.refresh.state == "idle" and .refresh.done >= 1' >/dev/null
+}
+replica_has_last_write() {  # replica_has_last_write PORT
+  [ "$(rcli "$1" get s7:last)" = "$S7_LAST" ]
+}
+scenario7() {
+  local mb=$(( S7_KEYS * VALUE_SIZE / 1000000 )) wmb=$(( S7_WRITES * VALUE_SIZE / 1000000 ))
+  log "scenario 7: a new replica after $wmb MB of writes on a ~$mb MB dataset"
+  start_master s7m
+  populate "${RPORT[s7m]}" "$S7_KEYS"
+  # Refresh once the log since the snapshot is a fifth of it: a new replica then gets
+  # at most about 1.2 x the dataset (the default ratio, 2, trades that for fewer forks).
+  start_proxy s7p "${RPORT[s7m]}" --snapshot-refresh-ratio 0.2 --snapshot-min-interval 1 --backlog-size 1mb
+  start_proxy s7n "${RPORT[s7m]}" --snapshot-refresh no
+  wait_until 600 "the s7 proxies' snapshots" proxy_has_snapshot s7p
+  wait_until 600 "the s7 proxies' snapshots" proxy_has_snapshot s7n
+  redis-benchmark -h 127.0.0.1 -p "${RPORT[s7m]}" -t set -n "$S7_WRITES" -r "$S7_KEYS" -d "$VALUE_SIZE" -P 16 -q \
+    >"$WORK/s7-bench.txt" 2>&1 || die "scenario 7: redis-benchmark"
+  S7_LAST="end-$RANDOM$RANDOM"
+  rcli "${RPORT[s7m]}" set s7:last "$S7_LAST" >/dev/null
+  sleep 2  # the last automatic refresh starts within a second of the log passing the ratio
+  wait_until 600 "the s7 proxy's refresh" proxy_refresh_idle s7p
+  local via port out secs bytes cells=()
+  for via in direct proxy norefresh; do
+    case $via in
+      direct) port=${RPORT[s7m]} ;;
+      proxy) port=${PPORT[s7p]} ;;
+      norefresh) port=${PPORT[s7n]} ;;
+    esac
+    start_redis s7r
+    local t0 t1
+    t0=$(date +%s%N)
+    "$TOOLS/bench_probe" replicaof --replica "${RPORT[s7r]}" --master-port "$port" --timeout 600 >/dev/null \
+      || die "scenario 7: the new replica did not load ($via)"
+    # Equal: the replica holds the master's last write (the log after the snapshot applied too).
+    wait_until 600 "the s7 replica to hold the last write ($via)" replica_has_last_write "${RPORT[s7r]}"
+    t1=$(date +%s%N)
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", (b - a) / 1e9 }')
+    bytes=$(rcli "${RPORT[s7r]}" info stats | tr -d '\r' | awk -F: '/^total_net_repl_input_bytes:/ { print $2 }')
+    log "  $via: equal to its source after ${secs}s, received $(( bytes / 1000000 )) MB"
+    cells+=("$(jq -n --arg v "$via" --argjson s "$secs" --argjson b "$bytes" '{via: $v, seconds: $s, bytes: $b}')")
+    stop_redis s7r
+  done
+  local refreshes
+  refreshes=$(curl -sf "http://127.0.0.1:${PSTATUS[s7p]}/status" | jq .refresh.done)
+  stop_proxy s7p
+  stop_proxy s7n
+  stop_redis s7m
+  printf '%s\n' "${cells[@]}" | jq -s --arg d "~$mb MB" --argjson w "$wmb" --argjson r "$refreshes" \
+    '{dataset: $d, writes_mb: $w, refreshes: $r, runs: .}' >"$RES/s7.json"
+}
+
 # ================================================================ run
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 want 6 && scenario6
 want 2 && scenario2
 want 1 && scenario1
 want 3 && scenario3
+want 7 && scenario7
 if want 4 || want 5; then
   d4=0; d5=0
   want 4 && d4=1

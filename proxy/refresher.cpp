@@ -272,16 +272,7 @@ void Refresher::try_align() {
            "after the fork matched up to marker %llu; storing it",
            static_cast<unsigned long long>(a.offset), static_cast<long long>(a.db), a.matched,
            static_cast<unsigned long long>(k));
-  // The new link and the markers are done with.
-  if (marker_timer_) uv_timer_stop(marker_timer_);
-  if (link_) {
-    link_->stop();
-    retired_links_.push_back(std::move(link_));
-  }
-  if (marker_) {
-    marker_->close();
-    retired_markers_.push_back(std::move(marker_));
-  }
+  retire_connections();  // the new link and the markers are done with
   state_ = State::kStoring;
   state_ms_ = now_ms();
   auto* s = new Store;
@@ -296,6 +287,18 @@ void Refresher::try_align() {
   s->commands_after = (now - std::min(now, at_k)) + a.matched;
   storing_ = s;
   uv_queue_work(proxy_.loop(), &s->req, on_store_work, on_store_done);
+}
+
+void Refresher::retire_connections() {
+  if (marker_timer_) uv_timer_stop(marker_timer_);
+  if (link_) {
+    link_->stop();
+    retired_links_.push_back(std::move(link_));
+  }
+  if (marker_) {
+    marker_->close();
+    retired_markers_.push_back(std::move(marker_));
+  }
 }
 
 void Refresher::on_store_work(uv_work_t* req) {
@@ -360,15 +363,7 @@ void Refresher::finish(const std::string& why, bool ok) {
              "after --snapshot-min-interval or a BGSAVE)", secs, stats_.last_error.c_str());
   }
   state_ = State::kIdle;
-  if (marker_timer_) uv_timer_stop(marker_timer_);
-  if (link_) {
-    link_->stop();
-    retired_links_.push_back(std::move(link_));
-  }
-  if (marker_) {
-    marker_->close();
-    retired_markers_.push_back(std::move(marker_));
-  }
+  retire_connections();
   if (rdb_) {
     rdb_->abort();
     rdb_.reset();

@@ -97,6 +97,9 @@ class Refresher : public LinkConsumer {
   void scan_fresh();
   void try_align();
   void finish(const std::string& why, bool ok);
+  // Stops the second link and the marker client; they are freed on the next
+  // tick (this may run inside their own callbacks).
+  void retire_connections();
   std::string nonce(uint64_t k) const;
   std::optional<uint64_t> our_marker(std::string_view cmd) const;
 
