@@ -126,9 +126,9 @@ std::string Proxy::metrics_text() const {
   // Replicas, labelled by address and listening port.
   w.family("psync_proxy_replica_state", "gauge", "Each replica's state (1 for the current one).");
   for (const auto& s : sessions_) {
-    if (s->closing() || !s->replicating()) continue;
+    if (s->closing() || !s->past_handshake()) continue;
     std::string who = replica_label(*s);
-    for (auto st : {ReplicaSession::State::kWaitBgsave, ReplicaSession::State::kSendBulk,
+    for (auto st : {ReplicaSession::State::kWaitSnapshot, ReplicaSession::State::kSendBulk,
                     ReplicaSession::State::kOnline}) {
       w.sample("psync_proxy_replica_state", s->state() == st ? 1 : 0,
                who + "," + label("state", ReplicaSession::state_name(st)));
@@ -136,7 +136,7 @@ std::string Proxy::metrics_text() const {
   }
   w.family("psync_proxy_replica_acked_offset_bytes", "gauge", "The last offset each replica acknowledged.");
   for (const auto& s : sessions_) {
-    if (s->closing() || !s->replicating()) continue;
+    if (s->closing() || !s->past_handshake()) continue;
     w.sample("psync_proxy_replica_acked_offset_bytes", static_cast<double>(s->acked_offset()),
              replica_label(*s));
   }

@@ -379,7 +379,7 @@ void Proxy::begin_lineage(std::shared_ptr<backlog::Snapshot> snapshot) {
         s->close("the proxy re-synced with its master (new lineage " + replid_ +
                  "); the replica will full-resync");
         break;
-      case ReplicaSession::State::kWaitBgsave:
+      case ReplicaSession::State::kWaitSnapshot:
         s->on_snapshot_ready();
         break;
       case ReplicaSession::State::kHandshake:
@@ -419,7 +419,7 @@ void Proxy::on_keepalive_timer(uv_timer_t* t) {
   auto timeout_ms = static_cast<uint64_t>(self->config_.handshake_timeout_s * 1000);
   uint64_t now = now_ms();
   for (auto* s : all) {
-    if (!s->replicating() && now - s->created_ms() > timeout_ms) {
+    if (!s->past_handshake() && now - s->created_ms() > timeout_ms) {
       LOG_WARN("replica", "client %s did not start replicating within %.0f s: closing",
                s->address().c_str(), self->config_.handshake_timeout_s);
       self->counters_.closed_handshake_timeouts++;
@@ -463,7 +463,7 @@ std::string Proxy::info(std::string_view section) const {
     int n = 0;
     std::string slaves;
     for (const auto& s : sessions_) {
-      if (!s->replicating() || s->closing()) continue;
+      if (!s->past_handshake() || s->closing()) continue;
       double lag = s->seconds_since_ack();
       slaves += "slave" + std::to_string(n++) + ":ip=" + s->ip() +
                 ",port=" + std::to_string(s->listening_port()) +

@@ -28,7 +28,7 @@ const char* kComponent = "replica";
 const char* ReplicaSession::state_name(State s) {
   switch (s) {
     case State::kHandshake: return "handshake";
-    case State::kWaitBgsave: return "wait_bgsave";
+    case State::kWaitSnapshot: return "wait_bgsave";  // Redis's name (see the enum)
     case State::kSendBulk: return "send_bulk";
     case State::kOnline: return "online";
   }
@@ -288,7 +288,7 @@ void ReplicaSession::cmd_replconf(const std::vector<std::string>& args) {
 }
 
 void ReplicaSession::cmd_psync(const std::vector<std::string>& args) {
-  if (replicating()) return;  // already a replica: ignored, as Redis does
+  if (past_handshake()) return;  // already a replica: ignored, as Redis does
   if (args.size() != 3) {
     reply(protocol::error_reply("ERR wrong number of arguments for 'psync' command"));
     return;
@@ -300,7 +300,7 @@ void ReplicaSession::cmd_psync(const std::vector<std::string>& args) {
         "snapshot of its upstream yet)"));
     return;
   }
-  sent_psync_ = true;
+  via_psync_ = true;
   const std::string& want_id = args[1];
   auto offset = protocol::parse_i64(args[2]);
   if (want_id != "?" && offset && *offset >= 0 &&
@@ -324,26 +324,26 @@ void ReplicaSession::cmd_psync(const std::vector<std::string>& args) {
                static_cast<unsigned long long>(proxy_.visible_end() + 1));
     }
   }
-  start_full_resync(true);
+  start_full_resync();
 }
 
 void ReplicaSession::cmd_sync() {
-  if (replicating()) return;
+  if (past_handshake()) return;
   if (!proxy_.snapshot()) {
     LOG_INFO(kComponent, "client %s sent SYNC before the first snapshot: held until it exists",
              address().c_str());
-    state_ = State::kWaitBgsave;
+    state_ = State::kWaitSnapshot;
     sync_kind_ = SyncKind::kFull;
     return;
   }
-  start_full_resync(false);
+  start_full_resync();
 }
 
-void ReplicaSession::start_full_resync(bool psync) {
+void ReplicaSession::start_full_resync() {
   const auto& snap = proxy_.snapshot();
   char header[128];
   int n = 0;
-  if (psync) {
+  if (via_psync_) {
     n = snprintf(header, sizeof header, "+FULLRESYNC %s %llu\r\n", proxy_.replid().c_str(),
                  static_cast<unsigned long long>(snap->offset()));
   }
@@ -384,12 +384,12 @@ void ReplicaSession::on_log_grew() {
 }
 
 void ReplicaSession::on_snapshot_ready() {
-  if (closing_ || state_ != State::kWaitBgsave) return;
-  start_full_resync(sent_psync_);
+  if (closing_ || state_ != State::kWaitSnapshot) return;
+  start_full_resync();
 }
 
 void ReplicaSession::on_second() {
-  if (closing_ || state_ != State::kWaitBgsave) return;
+  if (closing_ || state_ != State::kWaitSnapshot) return;
   out_ += "\n";  // keepalive while the client waits for the snapshot
   pump();
 }

@@ -1,7 +1,7 @@
 // One downstream connection: a replica (or a tool such as redis-cli) talking
 // to the proxy as to its master.
 //
-//   handshake ──PSYNC/SYNC──▶ wait_bgsave (no snapshot yet; SYNC clients only)
+//   handshake ──PSYNC/SYNC──▶ wait_snapshot (no snapshot yet; SYNC clients only)
 //       │                        │ snapshot ready
 //       ├──full resync──────────▶ send_bulk ──RDB sent──▶ online
 //       └──partial resync─────────────────────────────▶ online
@@ -28,7 +28,10 @@ class Proxy;
 
 class ReplicaSession {
  public:
-  enum class State { kHandshake, kWaitBgsave, kSendBulk, kOnline };
+  // kWaitSnapshot is shown as "wait_bgsave" (INFO, /status, metrics): no
+  // BGSAVE happens, but that is the name Redis gives the state and the name
+  // tools expect.
+  enum class State { kHandshake, kWaitSnapshot, kSendBulk, kOnline };
   enum class SyncKind { kNone, kFull, kPartial };
 
   ReplicaSession(Proxy& proxy, uint64_t id, int fd, std::string ip, int port);
@@ -53,7 +56,8 @@ class ReplicaSession {
   State state() const { return state_; }
   SyncKind sync_kind() const { return sync_kind_; }
   bool closing() const { return closing_; }
-  bool replicating() const { return state_ != State::kHandshake; }
+  // Sent PSYNC or SYNC: a replica (waiting for a snapshot, receiving it, or online).
+  bool past_handshake() const { return state_ != State::kHandshake; }
   const std::string& ip() const { return ip_; }
   int port() const { return port_; }
   int listening_port() const { return listening_port_; }
@@ -76,7 +80,7 @@ class ReplicaSession {
   void cmd_replconf(const std::vector<std::string>& args);
   void cmd_psync(const std::vector<std::string>& args);
   void cmd_sync();
-  void start_full_resync(bool psync);
+  void start_full_resync();
   void start_partial_resync(uint64_t offset);
   // Queues a reply; dropped once the client is a replica (a master never
   // answers its replicas, as in Redis).
@@ -110,7 +114,7 @@ class ReplicaSession {
   bool authenticated_ = false;
   bool capa_psync2_ = false;
   bool rdb_only_ = false;
-  bool sent_psync_ = false;  // SYNC clients that came through PSYNC: no +FULLRESYNC line
+  bool via_psync_ = false;  // came with PSYNC: +FULLRESYNC line, ACKs expected
   int listening_port_ = 0;
 
   std::shared_ptr<backlog::Snapshot> bulk_;  // the snapshot being sent
