@@ -193,9 +193,8 @@ void Proxy::shutdown() {
     ::close(listen_fd_);
     listen_fd_ = -1;
   }
-  std::vector<ReplicaSession*> all;
-  for (auto& s : sessions_) all.push_back(s.get());
-  for (auto* s : all) s->close("the proxy is shutting down");
+  // No copy of the list needed: closing defers deletion (see session_closed).
+  for (auto& s : sessions_) s->close("the proxy is shutting down");
   upstream_->stop();
   status_->stop();
   if (timers_started_) {
@@ -248,10 +247,14 @@ void Proxy::accept_replicas() {
              counters_.rejected_max_clients);
       continue;
     }
-    sessions_.push_back(std::make_unique<ReplicaSession>(*this, next_session_id_++, fd, ip, port));
-    ReplicaSession* s = sessions_.back().get();
-    LOG_DEBUG("replica", "connection from %s", s->address().c_str());
-    if (!s->start()) s->close("cannot watch the socket");
+    auto session = std::make_unique<ReplicaSession>(*this, next_session_id_++, fd, ip, port);
+    LOG_DEBUG("replica", "connection from %s", session->address().c_str());
+    if (!session->start()) {
+      // Never listed, no handle: deleted right here (closing its socket).
+      LOG_WARN("replica", "cannot watch the socket of %s: closing it", session->address().c_str());
+      continue;
+    }
+    sessions_.push_back(std::move(session));
   }
 }
 
@@ -414,11 +417,11 @@ void Proxy::on_ping_timer(uv_timer_t* t) { static_cast<Proxy*>(t->data)->append_
 
 void Proxy::on_keepalive_timer(uv_timer_t* t) {
   auto* self = static_cast<Proxy*>(t->data);
-  std::vector<ReplicaSession*> all;
-  for (auto& s : self->sessions_) all.push_back(s.get());
   auto timeout_ms = static_cast<uint64_t>(self->config_.handshake_timeout_s * 1000);
   uint64_t now = now_ms();
-  for (auto* s : all) {
+  // No copy of the list needed: closing defers deletion (see session_closed).
+  for (auto& s : self->sessions_) {
+    if (s->closing()) continue;
     if (!s->past_handshake() && now - s->created_ms() > timeout_ms) {
       LOG_WARN("replica", "client %s did not start replicating within %.0f s: closing",
                s->address().c_str(), self->config_.handshake_timeout_s);

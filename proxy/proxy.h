@@ -96,6 +96,12 @@ class Proxy {
   const std::string& storage_error() const { return storage_error_; }
 
   // ----- Replica sessions -----
+  // Invariant: a session is deleted only here, and this is only called from
+  // the close callback of the session's poll handle (ReplicaSession::close
+  // defers it there; a session whose poll cannot start is never listed). Close
+  // callbacks run in their own phase of the loop, never inside another
+  // callback, so any loop over sessions() may close sessions as it goes: the
+  // list does not change under it.
   void session_closed(ReplicaSession* session);
   const std::list<std::unique_ptr<ReplicaSession>>& sessions() const { return sessions_; }
   // user: from AUTH <user> <pass>; nullopt for AUTH <pass>.

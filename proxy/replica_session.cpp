@@ -79,12 +79,11 @@ void ReplicaSession::close(const std::string& reason) {
     LOG_DEBUG(kComponent, "client %s disconnected: %s", address().c_str(), reason.c_str());
   }
   bulk_.reset();
-  if (poll_started_) {
-    uv_poll_stop(&poll_);
-    uv_close(reinterpret_cast<uv_handle_t*>(&poll_), on_closed);
-  } else {
-    proxy_.session_closed(this);
-  }
+  // Only a started session is listed by the proxy; deletion always comes
+  // from the close callback (see Proxy::session_closed).
+  if (!poll_started_) return;
+  uv_poll_stop(&poll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), on_closed);
 }
 
 void ReplicaSession::on_closed(uv_handle_t* handle) {

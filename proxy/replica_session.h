@@ -9,6 +9,10 @@
 // Nothing of the stream is copied for a replica: it is a cursor into the
 // shared log and the bytes go out with sendfile(2), from the snapshot file
 // during send_bulk and from the log segments when online.
+//
+// Lifetime: close() stops the poll and closes its handle; the proxy deletes
+// the session from that handle's close callback, never synchronously (see
+// Proxy::session_closed). A session whose start() fails is never listed.
 #pragma once
 
 #include <uv.h>
