@@ -21,7 +21,8 @@ namespace {
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kSendChunk = 1 << 20;        // bytes per sendfile call
 constexpr size_t kPumpBudget = 4 << 20;       // bytes per pump before yielding to others
-constexpr size_t kMaxPendingReplies = 1 << 20;  // stop reading a client that does not read replies
+constexpr size_t kMaxPendingReplies = 1 << 20;  // replies waiting: no more dispatching, no more reading
+constexpr size_t kKeepOutBuffer = 64 * 1024;    // capacity kept once out_ is written
 const char* kComponent = "replica";
 }  // namespace
 
@@ -109,11 +110,13 @@ void ReplicaSession::on_poll(uv_poll_t* handle, int status, int events) {
   if (!self->closing_ && (events & (UV_READABLE | UV_DISCONNECT))) self->handle_readable();
 }
 
+bool ReplicaSession::output_full() const { return out_.size() - out_pos_ >= kMaxPendingReplies; }
+
 void ReplicaSession::update_poll() {
   if (closing_ || !poll_started_) return;
   int events = 0;
-  // A client that does not read its replies is not read from either.
-  if (out_.size() - out_pos_ < kMaxPendingReplies) events |= UV_READABLE;
+  // Input is read only while commands may be dispatched (see the header).
+  if (!output_full() && !input_held_ && !close_after_flush_) events |= UV_READABLE;
   if (want_write_) events |= UV_WRITABLE;
   if (events == poll_events_) return;
   poll_events_ = events;
@@ -126,7 +129,7 @@ void ReplicaSession::update_poll() {
 
 void ReplicaSession::handle_readable() {
   char buf[kReadChunk];
-  for (int round = 0; round < 4; ++round) {
+  for (int round = 0; round < 4 && !output_full() && !input_held_ && !close_after_flush_; ++round) {
     ssize_t n = ::read(fd_, buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -140,27 +143,35 @@ void ReplicaSession::handle_readable() {
     }
     proxy_.counters().net_input_bytes += static_cast<uint64_t>(n);
     parser_.feed(std::string_view(buf, static_cast<size_t>(n)));
-    for (;;) {
-      auto r = parser_.next(args_);
-      if (r == protocol::RequestParser::Result::kNeedMore) break;
-      if (r == protocol::RequestParser::Result::kError) {
-        LOG_WARN(kComponent, "client %s sent bad input: %s", address().c_str(),
-                 parser_.error().c_str());
-        proxy_.counters().closed_protocol_errors++;
-        // Redis answers a protocol error and closes once it is written.
-        if (state_ == State::kHandshake) out_ += protocol::error_reply("ERR " + parser_.error());
-        close_after_flush_ = true;
-        pump();
-        if (!closing_ && out_pos_ >= out_.size()) close("protocol error");
-        return;
-      }
-      proxy_.counters().commands_processed++;
-      dispatch(args_);
-      if (closing_) return;
-    }
+    if (!dispatch_buffered()) return;
     if (static_cast<size_t>(n) < sizeof buf) break;
   }
   pump();
+}
+
+bool ReplicaSession::dispatch_buffered() {
+  input_held_ = false;
+  while (!close_after_flush_) {
+    if (output_full()) {
+      // The rest waits in the parser (and the socket) until the client reads.
+      input_held_ = true;
+      return true;
+    }
+    auto r = parser_.next(args_);
+    if (r == protocol::RequestParser::Result::kNeedMore) return true;
+    if (r == protocol::RequestParser::Result::kError) {
+      LOG_WARN(kComponent, "client %s sent bad input: %s", address().c_str(), parser_.error().c_str());
+      proxy_.counters().closed_protocol_errors++;
+      // Redis answers a protocol error and closes once it is written.
+      if (state_ == State::kHandshake) out_ += protocol::error_reply("ERR " + parser_.error());
+      close_after_flush_ = true;
+      return true;
+    }
+    proxy_.counters().commands_processed++;
+    dispatch(args_);
+    if (closing_) return false;
+  }
+  return true;  // QUIT or a protocol error: nothing after it is dispatched, as in Redis
 }
 
 void ReplicaSession::reply(std::string_view bytes) {
@@ -358,7 +369,7 @@ void ReplicaSession::start_full_resync() {
   LOG_INFO(kComponent, "replica %s (listening port %d) full resync: snapshot of %s at offset %llu%s",
            address().c_str(), listening_port_, human_bytes(static_cast<double>(snap->size())).c_str(),
            static_cast<unsigned long long>(snap->offset()), rdb_only_ ? " (rdb only)" : "");
-  pump();
+  // The caller pumps (handle_readable, on_snapshot_ready).
 }
 
 void ReplicaSession::start_partial_resync(uint64_t offset) {
@@ -374,7 +385,7 @@ void ReplicaSession::start_partial_resync(uint64_t offset) {
   LOG_INFO(kComponent, "replica %s (listening port %d) partial resync from offset %llu (%s behind)",
            address().c_str(), listening_port_, static_cast<unsigned long long>(offset),
            human_bytes(static_cast<double>(behind)).c_str());
-  pump();
+  // The caller (handle_readable) pumps.
 }
 
 void ReplicaSession::on_log_grew() {
@@ -385,6 +396,7 @@ void ReplicaSession::on_log_grew() {
 void ReplicaSession::on_snapshot_ready() {
   if (closing_ || state_ != State::kWaitSnapshot) return;
   start_full_resync();
+  pump();
 }
 
 void ReplicaSession::on_second() {
@@ -431,15 +443,28 @@ void ReplicaSession::pump() {
       proxy_.counters().net_output_bytes += static_cast<uint64_t>(n);
       budget -= std::min(budget, static_cast<size_t>(n));
       if (out_pos_ == out_.size()) {
-        out_.clear();
+        if (out_.capacity() > kKeepOutBuffer) {
+          std::string().swap(out_);
+        } else {
+          out_.clear();
+        }
+        out_pos_ = 0;
+      } else if (out_pos_ >= out_.size() - out_pos_) {
+        // The written part is at least what is left: drop it (amortized
+        // linear), so out_ stays within twice what waits.
+        out_.erase(0, out_pos_);
         out_pos_ = 0;
       }
+      // The client read some: commands held back may go on (see the header).
+      if (input_held_ && !output_full() && !dispatch_buffered()) return;
       continue;
     }
     if (close_after_flush_) {
       close("closed after its last reply");
       return;
     }
+    if (input_held_ && !dispatch_buffered()) return;  // held with nothing left to write
+    if (out_pos_ < out_.size()) continue;
     if (state_ == State::kSendBulk) {
       if (bulk_sent_ < bulk_->size()) {
         size_t want = static_cast<size_t>(std::min<uint64_t>({bulk_->size() - bulk_sent_, kSendChunk, budget}));

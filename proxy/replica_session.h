@@ -13,6 +13,14 @@
 // Lifetime: close() stops the poll and closes its handle; the proxy deletes
 // the session from that handle's close callback, never synchronously (see
 // Proxy::session_closed). A session whose start() fails is never listed.
+//
+// Memory: a client's replies wait in out_ while it does not read them. Once
+// more than kMaxPendingReplies wait, no further command is dispatched and no
+// further byte is read (the rest stays in the kernel's socket buffer, as
+// Redis leaves it in its query buffer); dispatching resumes as the client
+// reads. So out_ holds at most the cap plus one reply, and the parser at most
+// one read (16 KB) plus one incomplete request (RequestLimits::max_buffered),
+// whatever the client sends.
 #pragma once
 
 #include <uv.h>
@@ -79,6 +87,10 @@ class ReplicaSession {
   static void on_poll(uv_poll_t* handle, int status, int events);
   static void on_closed(uv_handle_t* handle);
   void handle_readable();
+  // Dispatches the commands the parser holds while the replies waiting are
+  // under kMaxPendingReplies; false once the session is closing.
+  bool dispatch_buffered();
+  bool output_full() const;
   void dispatch(std::vector<std::string>& args);
   void cmd_auth(const std::vector<std::string>& args);
   void cmd_replconf(const std::vector<std::string>& args);
@@ -112,6 +124,7 @@ class ReplicaSession {
   std::string out_;       // replies and headers not yet written
   size_t out_pos_ = 0;
   bool want_write_ = false;
+  bool input_held_ = false;  // dispatching stopped: too many replies waiting
 
   State state_ = State::kHandshake;
   SyncKind sync_kind_ = SyncKind::kNone;

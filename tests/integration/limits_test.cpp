@@ -1,5 +1,6 @@
 // Limits a client can push the proxy against, with real processes on loopback: the process's
-// file descriptors (RLIMIT_NOFILE) and the number of connections to the status port. Past each: a clear answer or error to the
+// file descriptors (RLIMIT_NOFILE), the replies a client pipelines and never reads, and the
+// number of connections to the status port. Past each: a clear answer or error to the
 // client, a bounded number of log lines, bounded CPU and memory, and recovery once the
 // clients are gone.
 #include <doctest/doctest.h>
@@ -119,6 +120,141 @@ TEST_CASE("limits: out of file descriptors: no busy loop, few log lines, a clear
     CHECK(count_log_lines(log, "Too many open files") <= 4);
     const json s = c.proxy->status();
     CHECK(json_int(s, "/counters/rejected_connections") >= refused);
+    check_clean_shutdown(*c.proxy);
+}
+
+namespace {
+
+// A client that pipelines `request` over and over and never reads a reply: a non-blocking
+// loopback socket written until the kernel takes no more.
+class Hog {
+public:
+    explicit Hog(int port) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(static_cast<uint16_t>(port));
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+            throw std::runtime_error(std::string("hog: connect failed: ") + std::strerror(errno));
+    }
+    ~Hog() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    Hog(const Hog&) = delete;
+    Hog& operator=(const Hog&) = delete;
+    // Writes copies of `chunk` (whole requests) while the socket takes them, at most
+    // max_bytes in all; a chunk cut by a full socket is finished by the next push.
+    void push(const std::string& chunk, uint64_t max_bytes) {
+        while (sent_ < max_bytes) {
+            ssize_t n = ::send(fd_, chunk.data() + pos_, chunk.size() - pos_, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n <= 0) return;
+            sent_ += static_cast<uint64_t>(n);
+            pos_ = (pos_ + static_cast<size_t>(n)) % chunk.size();
+        }
+    }
+    uint64_t sent() const { return sent_; }
+
+private:
+    int fd_ = -1;
+    uint64_t sent_ = 0;
+    size_t pos_ = 0;
+};
+
+// One bulk-string reply ($<len>, the bytes, CRLF).
+std::string bulk_reply(ScriptedReplica& conn) {
+    std::string bytes = conn.read_payload(10);
+    if (conn.read_exact(2, 10) != "\r\n") throw std::runtime_error("no CRLF after a bulk reply");
+    return bytes;
+}
+
+}  // namespace
+
+TEST_CASE("limits: clients that pipeline INFO and never read hold the proxy within clients x 1 MB, and a client that reads gets every reply in order") {
+    ProxiedCluster c;
+    // Freed memory held in AddressSanitizer's quarantine would look like growth.
+    std::optional<ScopedEnv> asan;
+    asan.emplace("ASAN_OPTIONS", asan_options_for_memory_measurement());
+    c.start(0, 20);
+    asan.reset();
+    const pid_t pid = c.proxy->process().pid();
+    {
+        ScriptedReplica warm(c.proxy->port());  // the INFO code paths once, before the baseline
+        warm.send("INFO\r\n");
+        bulk_reply(warm);
+    }
+    const long rss_base = rss_kb(pid);
+
+    // 20 clients pipeline INFO (about 1 KB of reply for 6 bytes of request) and never read.
+    constexpr int kHogs = 20;
+    std::string chunk;
+    while (chunk.size() < 64 * 1024) chunk += "INFO\r\n";
+    std::vector<std::unique_ptr<Hog>> hogs;
+    for (int i = 0; i < kHogs; ++i) hogs.push_back(std::make_unique<Hog>(c.proxy->port()));
+    // One more pipelines PING <i> and INFO alternately, from a thread, and reads nothing yet.
+    constexpr int kPairs = 20000;
+    ScriptedReplica reader(c.proxy->port());
+    std::string requests;
+    for (int i = 0; i < kPairs; ++i) requests += "PING " + std::to_string(i) + "\r\nINFO\r\n";
+    std::string send_error;
+    std::thread sender([&] {
+        try {
+            reader.send(requests);
+        } catch (const std::exception& e) {
+            send_error = e.what();
+        }
+    });
+    long rss_max = 0;
+    const auto start = Clock::now();
+    while (seconds_since(start) < 3.0) {
+        for (auto& h : hogs) h->push(chunk, 8 << 20);
+        rss_max = std::max(rss_max, rss_kb(pid));
+        sleep_ms(50);
+    }
+    uint64_t hog_bytes = 0;
+    for (auto& h : hogs) hog_bytes += h->sent();
+    // The cap is 1 MB of replies per client (plus one reply), and what one read brings.
+    const long bound_kb = rss_base + (kHogs + 1) * 2 * 1024 + 8 * 1024;
+    INFO("proxy RSS " << rss_base << " KB at rest, at most " << rss_max << " KB with " << kHogs + 1
+                      << " clients not reading (bound " << bound_kb << " KB); the hogs pushed " << hog_bytes / 1024
+                      << " KB of INFO requests");
+    MESSAGE("proxy RSS " << rss_base << " KB at rest, at most " << rss_max << " KB with " << kHogs + 1
+                         << " clients not reading (bound " << bound_kb << " KB); hogs pushed " << hog_bytes / 1024 << " KB");
+    CHECK_MESSAGE(hog_bytes > static_cast<uint64_t>(kHogs) * 64 * 1024, "the hogs could not send much");
+    CHECK_MESSAGE(rss_max < bound_kb, "the proxy grew from " << rss_base << " KB to " << rss_max << " KB");
+
+    // The reader now reads: every reply, in order, none lost, though the proxy stopped
+    // dispatching its commands for a while.
+    int pings = 0, infos = 0;
+    std::string wrong;
+    for (int i = 0; i < kPairs && wrong.empty(); ++i) {
+        const std::string ping = bulk_reply(reader);
+        if (ping != std::to_string(i)) {
+            wrong = "reply " + std::to_string(2 * i) + ": expected PING's " + std::to_string(i) + ", got " +
+                    ping.substr(0, 60);
+            break;
+        }
+        ++pings;
+        const std::string info = bulk_reply(reader);
+        if (info.find("# Replication") == std::string::npos) {
+            wrong = "reply " + std::to_string(2 * i + 1) + ": expected INFO, got " + info.substr(0, 60);
+            break;
+        }
+        ++infos;
+    }
+    sender.join();
+    CHECK_MESSAGE(send_error.empty(), send_error);
+    CHECK_MESSAGE(wrong.empty(), wrong);
+    CHECK(pings == kPairs);
+    CHECK(infos == kPairs);
+    // Nothing more than the replies asked for.
+    CHECK(reader.read_for(0.2).empty());
+
+    // The proxy still serves: a real replica gets the data.
+    hogs.clear();
+    RedisServer& r = c.add_replica("replica1");
+    c.proxy->wait_replica_online(r.port());
+    wait_keyspace_equal(c.master, r);
     check_clean_shutdown(*c.proxy);
 }
 
