@@ -160,6 +160,10 @@ const std::vector<OptionSpec>& option_specs() {
        }},
       {"handshake-timeout", "Seconds a client may take to become a replica before it is closed", "60",
        [](Config& c, const std::string& v) { return seconds_value(v, c.handshake_timeout_s); }},
+      {"replica-timeout",
+       "Seconds an online replica may send no REPLCONF ACK (nor any byte) before it is closed; "
+       "clients that never ACK (SYNC) are closed once their host acknowledges nothing for as long",
+       "60", [](Config& c, const std::string& v) { return seconds_value(v, c.replica_timeout_s); }},
       {"log-level", "debug, info, warn or error", "info",
        [](Config& c, const std::string& v) -> std::string {
          auto level = parse_log_level(v);

@@ -35,6 +35,7 @@ struct Config {
   bool protected_mode = true;
   size_t max_clients = 1000;
   double handshake_timeout_s = 60;  // a client that is not a replica by then is closed
+  double replica_timeout_s = 60;    // an online replica with no ACK (no byte) for this long is closed
   LogLevel log_level = LogLevel::kInfo;
   std::string log_file;            // empty: stderr
   bool log_json = false;           // --log-format json

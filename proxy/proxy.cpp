@@ -201,6 +201,17 @@ void Proxy::accept_replica(int fd, const sockaddr_storage& ss) {
   }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  // A peer whose host vanished is noticed by TCP too: keepalive probes on an
+  // idle connection (--replica-timeout idle, then 3 probes a third of it
+  // apart). With bytes in flight, ReplicaSession::on_second judges clients
+  // that never ACK by their socket (see replica_session.h).
+  int idle = std::max(1, static_cast<int>(config_.replica_timeout_s));
+  int interval = std::max(1, idle / 3);
+  int probes = 3;
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
   std::string ip;
   int port = 0;
   peer_of(ss, ip, port);
@@ -399,7 +410,7 @@ void Proxy::on_keepalive_timer(uv_timer_t* t) {
       s->close("handshake timeout");
       continue;
     }
-    s->on_second();
+    s->on_second(now);
   }
 }
 
@@ -560,7 +571,8 @@ std::string Proxy::status_json() const {
                    {"upstream_partial_resyncs", up.partial_resyncs()},
                    {"connections_received", counters_.connections_received},
                    {"rejected_connections", counters_.rejected_connections},
-                   {"rejected_out_of_fds", counters_.rejected_out_of_fds}};
+                   {"rejected_out_of_fds", counters_.rejected_out_of_fds},
+                   {"closed_replica_timeouts", counters_.closed_replica_timeouts}};
   return j.dump(2) + "\n";
 }
 

@@ -44,6 +44,7 @@ struct Counters {
   uint64_t auth_failures = 0;         // wrong AUTH
   uint64_t closed_protocol_errors = 0;  // input past a limit or not RESP
   uint64_t closed_handshake_timeouts = 0;
+  uint64_t closed_replica_timeouts = 0;  // --replica-timeout (ReplicaSession::on_second)
 };
 
 class Proxy {

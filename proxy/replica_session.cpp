@@ -1,5 +1,7 @@
 #include "proxy/replica_session.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -66,6 +68,7 @@ bool ReplicaSession::start() {
   if (uv_poll_init_socket(proxy_.loop(), &poll_, fd_) != 0) return false;
   poll_.data = this;
   poll_started_ = true;
+  last_input_ms_ = created_ms_;
   update_poll();
   return true;
 }
@@ -87,6 +90,38 @@ void ReplicaSession::close(const std::string& reason) {
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), on_closed);
 }
 
+bool ReplicaSession::socket_peer_gone(uint64_t now, uint64_t timeout_ms) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (getsockopt(fd_, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return false;
+  // Bytes in flight (or window probes): the peer's kernel should be acknowledging.
+  bool outstanding = info.tcpi_unacked > 0 || info.tcpi_probes > 0;
+  if (!outstanding) {
+    outstanding_since_ms_ = 0;
+    return false;
+  }
+  if (outstanding_since_ms_ == 0) outstanding_since_ms_ = now;
+  return peer_vanished(now - outstanding_since_ms_, info.tcpi_last_ack_recv, timeout_ms);
+}
+
+bool peer_vanished(uint64_t outstanding_for_ms, uint64_t since_last_ack_ms, uint64_t timeout_ms) {
+  // A live peer acknowledges data in flight at once, and answers window probes
+  // while its window is closed (a process stopped or busy loading an RDB): its
+  // last ACK stays recent. Only a vanished host lets both grow past the timeout.
+  return outstanding_for_ms >= timeout_ms && since_last_ack_ms >= timeout_ms;
+}
+
+void ReplicaSession::socket_failed(const std::string& what, int err) {
+  if (err == ETIMEDOUT) {
+    // Keepalive probes unanswered: the peer's host is gone.
+    proxy_.counters().closed_replica_timeouts++;
+    close(what + ": " + strerror(err) + " (no TCP acknowledgement within --replica-timeout " +
+          std::to_string(static_cast<int64_t>(proxy_.config().replica_timeout_s)) + " s)");
+    return;
+  }
+  close(what + ": " + strerror(err));
+}
+
 void ReplicaSession::on_closed(uv_handle_t* handle) {
   auto* self = static_cast<ReplicaSession*>(handle->data);
   self->proxy_.session_closed(self);  // deletes self
@@ -100,7 +135,7 @@ void ReplicaSession::on_poll(uv_poll_t* handle, int status, int events) {
     int err = 0;
     socklen_t len = sizeof err;
     if (getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
-      self->close(std::string("socket error: ") + strerror(err));
+      self->socket_failed("socket error", err);
     } else {
       self->close(std::string("socket error: ") + uv_strerror(status));
     }
@@ -134,13 +169,14 @@ void ReplicaSession::handle_readable() {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      close(std::string("read error: ") + strerror(errno));
+      socket_failed("read error", errno);
       return;
     }
     if (n == 0) {
       close("connection closed by peer");
       return;
     }
+    last_input_ms_ = now_ms();
     proxy_.counters().net_input_bytes += static_cast<uint64_t>(n);
     parser_.feed(std::string_view(buf, static_cast<size_t>(n)));
     if (!dispatch_buffered()) return;
@@ -362,6 +398,7 @@ void ReplicaSession::start_full_resync() {
   out_ += header;  // written directly: the client is a replica from here on
   bulk_ = snap;
   bulk_sent_ = 0;
+  last_progress_ms_ = now_ms();
   cursor_ = snap->offset() + 1;
   state_ = State::kSendBulk;
   sync_kind_ = SyncKind::kFull;
@@ -399,10 +436,45 @@ void ReplicaSession::on_snapshot_ready() {
   pump();
 }
 
-void ReplicaSession::on_second() {
-  if (closing_ || state_ != State::kWaitSnapshot) return;
-  out_ += "\n";  // keepalive while the client waits for the snapshot
-  pump();
+void ReplicaSession::on_second(uint64_t now) {
+  if (closing_) return;
+  const double timeout_s = proxy_.config().replica_timeout_s;
+  const auto timeout_ms = static_cast<uint64_t>(timeout_s * 1000);
+  if (state_ == State::kOnline && via_psync_) {
+    uint64_t last = std::max(last_ack_ms_, last_input_ms_);
+    if (now - last > timeout_ms) {
+      proxy_.counters().closed_replica_timeouts++;
+      char why[160];
+      snprintf(why, sizeof why, "no REPLCONF ACK (nor any other byte) for %.1f s (--replica-timeout %g)",
+               static_cast<double>(now - last) / 1000.0, timeout_s);
+      close(why);
+    }
+    return;
+  }
+  if (state_ == State::kSendBulk && want_write_ && now - last_progress_ms_ > timeout_ms) {
+    proxy_.counters().closed_replica_timeouts++;
+    char why[192];
+    snprintf(why, sizeof why,
+             "took no byte of the snapshot for %.1f s (--replica-timeout %g; %llu of %llu bytes sent)",
+             static_cast<double>(now - last_progress_ms_) / 1000.0, timeout_s,
+             static_cast<unsigned long long>(bulk_sent_), static_cast<unsigned long long>(bulk_->size()));
+    close(why);
+    return;
+  }
+  if (!via_psync_ && past_handshake() && socket_peer_gone(now, timeout_ms)) {
+    proxy_.counters().closed_replica_timeouts++;
+    char why[160];
+    snprintf(why, sizeof why,
+             "its host acknowledged no byte for %.1f s (--replica-timeout %g; a SYNC client, judged by "
+             "its socket)",
+             static_cast<double>(now - outstanding_since_ms_) / 1000.0, timeout_s);
+    close(why);
+    return;
+  }
+  if (state_ == State::kWaitSnapshot) {
+    out_ += "\n";  // keepalive while the client waits for the snapshot
+    pump();
+  }
 }
 
 ReplicaSession::Sent ReplicaSession::send_file(int in_fd, uint64_t pos, size_t len, const char* what,
@@ -413,12 +485,16 @@ ReplicaSession::Sent ReplicaSession::send_file(int in_fd, uint64_t pos, size_t l
     if (n > 0) {
       sent = static_cast<size_t>(n);
       proxy_.counters().net_output_bytes += sent;
+      last_progress_ms_ = now_ms();
       return Sent::kSome;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Sent::kBlocked;
-    close(std::string("sending ") + what + " failed: " +
-          (n == 0 ? "the file ended early" : strerror(errno)));
+    if (n == 0) {
+      close(std::string("sending ") + what + " failed: the file ended early");
+    } else {
+      socket_failed(std::string("sending ") + what + " failed", errno);
+    }
     return Sent::kClosed;
   }
 }
@@ -436,11 +512,12 @@ void ReplicaSession::pump() {
           blocked = true;
           break;
         }
-        close(std::string("write error: ") + strerror(errno));
+        socket_failed("write error", errno);
         return;
       }
       out_pos_ += static_cast<size_t>(n);
       proxy_.counters().net_output_bytes += static_cast<uint64_t>(n);
+      last_progress_ms_ = now_ms();
       budget -= std::min(budget, static_cast<size_t>(n));
       if (out_pos_ == out_.size()) {
         if (out_.capacity() > kKeepOutBuffer) {

@@ -21,6 +21,21 @@
 // reads. So out_ holds at most the cap plus one reply, and the parser at most
 // one read (16 KB) plus one incomplete request (RequestLimits::max_buffered),
 // whatever the client sends.
+//
+// Timeouts (--replica-timeout): an online replica that came with PSYNC sends
+// REPLCONF ACK every second; one that sends no ACK and no other byte for the
+// timeout is closed, as Redis does with repl-timeout. Clients that never ACK
+// by design (they came with SYNC: Redis 2.6, redis-cli --replica) are judged
+// by their socket alone, as Redis does not time them out at all: the proxy
+// always has bytes in flight to them (its PINGs every 10 s, "\n" every second
+// while they wait for a snapshot), and once bytes have stayed unacknowledged
+// by the peer's kernel for the timeout (TCP_INFO: no ACK, not even to window
+// probes) its host is gone and the session is closed. A client that is alive
+// but does not read (stopped, or a 2.6 replica loading a large RDB) still
+// acknowledges window probes and stays. TCP keepalive (set at accept) covers
+// an idle connection. A replica in send_bulk whose socket takes no byte of the
+// snapshot for the timeout is closed too: it pins the snapshot and the log on
+// disk, and Redis replicas read the transfer without pause.
 #pragma once
 
 #include <uv.h>
@@ -60,8 +75,9 @@ class ReplicaSession {
   void on_log_grew();
   // The first snapshot exists: a SYNC client that was waiting gets it.
   void on_snapshot_ready();
-  // Once a second: keepalive "\n" to a client waiting for a snapshot.
-  void on_second();
+  // Once a second: keepalive "\n" to a client waiting for a snapshot, and
+  // --replica-timeout (closes the session when it is past).
+  void on_second(uint64_t now);
 
   uint64_t id() const { return id_; }
   uint64_t created_ms() const { return created_ms_; }
@@ -106,6 +122,12 @@ class ReplicaSession {
   enum class Sent { kSome, kBlocked, kClosed };
   Sent send_file(int in_fd, uint64_t pos, size_t len, const char* what, size_t& sent);
   void update_poll();
+  // A socket call failed with err: closes, counting a TCP timeout as a
+  // --replica-timeout.
+  void socket_failed(const std::string& what, int err);
+  // Once a second for clients that never ACK: true once bytes have been in
+  // flight for timeout_ms with no ACK from the peer's kernel (TCP_INFO).
+  bool socket_peer_gone(uint64_t now, uint64_t timeout_ms);
 
   Proxy& proxy_;
   uint64_t id_;
@@ -139,6 +161,13 @@ class ReplicaSession {
   uint64_t cursor_ = 0;       // next log offset to send
   int64_t acked_offset_ = 0;
   uint64_t last_ack_ms_ = 0;
+  uint64_t last_input_ms_ = 0;     // last byte read from the client
+  uint64_t last_progress_ms_ = 0;  // last byte the client's socket took from us
+  uint64_t outstanding_since_ms_ = 0;  // first check that saw bytes unacknowledged (0: none)
 };
+
+// The rule of socket_peer_gone (pure, unit tested): bytes unacknowledged for
+// outstanding_for_ms, the peer's last ACK since_last_ack_ms ago.
+bool peer_vanished(uint64_t outstanding_for_ms, uint64_t since_last_ack_ms, uint64_t timeout_ms);
 
 }  // namespace psync::proxy

@@ -172,3 +172,21 @@ TEST_CASE("config file: an unknown name or a bad value names the line") {
   CHECK(r.exit);
   CHECK(r.exit_code == 2);
 }
+
+TEST_CASE("config: --replica-timeout: seconds > 0, default 60, in the config file too") {
+  CHECK(parse({"--upstream", "h:1"}).config.replica_timeout_s == 60);
+  auto r = parse({"--upstream", "h:1", "--replica-timeout", "2.5"});
+  REQUIRE_FALSE(r.exit);
+  CHECK(r.config.replica_timeout_s == 2.5);
+  for (const char* bad : {"0", "-1", "soon", ""}) {
+    CAPTURE(bad);
+    r = parse({"--upstream", "h:1", "--replica-timeout", bad});
+    CHECK(r.exit);
+    CHECK(r.exit_code == 2);
+  }
+  std::string path = write_temp("upstream h:1\nreplica-timeout 7\n");
+  r = parse({"--config", path});
+  unlink(path.c_str());
+  REQUIRE_FALSE(r.exit);
+  CHECK(r.config.replica_timeout_s == 7);
+}
