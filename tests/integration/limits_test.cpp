@@ -30,12 +30,6 @@ using nlohmann::json;
 
 namespace {
 
-[[maybe_unused]] ProxyOptions with_args(std::vector<std::string> args) {
-    ProxyOptions o;
-    o.extra_args = std::move(args);
-    return o;
-}
-
 // What one connection got: "+PONG" to a PING, the proxy's refusal line, or "(no answer)".
 std::string ping_or_refusal(ScriptedReplica& conn) {
     std::string early = conn.read_for(0.05);  // a refusal comes unasked, right after accept
