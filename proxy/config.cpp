@@ -1,7 +1,9 @@
 #include "proxy/config.h"
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -45,6 +47,50 @@ bool parse_host_port(const std::string& s, HostPort& out) {
   return true;
 }
 
+std::string read_secret_file(const std::string& path, std::string& out) {
+  constexpr size_t kMaxSecret = 64 * 1024;
+  FILE* f = fopen(path.c_str(), "rb");
+  if (f == nullptr) return "cannot read " + path + ": " + strerror(errno);
+  std::string text;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0 && text.size() <= kMaxSecret) text.append(buf, n);
+  bool failed = ferror(f) != 0;
+  int err = errno;
+  fclose(f);
+  if (failed) return "cannot read " + path + ": " + strerror(err);
+  if (text.size() > kMaxSecret) return path + " is larger than 64 KB: not a password file";
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  if (text.empty()) return path + " is empty (it must hold the password)";
+  out = std::move(text);
+  return "";
+}
+
+std::string hide_secret_args(int argc, char** argv) {
+  std::string hidden;
+  auto note = [&hidden](const char* flag) {
+    if (hidden.find(flag) != std::string::npos) return;
+    hidden += (hidden.empty() ? "" : ", ") + std::string(flag);
+  };
+  auto blank = [](char* value) {
+    for (char* p = value; *p != '\0'; ++p) *p = 'x';
+  };
+  for (int i = 1; i < argc; ++i) {
+    for (const char* flag : {"--requirepass", "--masterauth"}) {
+      size_t len = strlen(flag);
+      if (strncmp(argv[i], flag, len) != 0) continue;
+      if (argv[i][len] == '\0' && i + 1 < argc) {
+        blank(argv[i + 1]);
+        note(flag);
+      } else if (argv[i][len] == '=') {
+        blank(argv[i] + len + 1);
+        note(flag);
+      }
+    }
+  }
+  return hidden;
+}
+
 namespace {
 
 // Applies one option's value to the config; returns "" or what is wrong.
@@ -76,6 +122,31 @@ std::string seconds_value(const std::string& v, double& out) {
   return "";
 }
 
+// A secret has two forms (NAME and NAME-file): one of them, once (a flag may
+// override the config file's value in the same form, as for every option).
+std::string secret_conflict(const std::string& from, const std::string& name) {
+  if (from.empty() || from == name) return "";
+  return "cannot be given with " + from + " (the same password two ways): keep one";
+}
+
+std::string set_secret(std::string& secret, std::string& from, const std::string& name, const std::string& v) {
+  std::string e = secret_conflict(from, name);
+  if (!e.empty()) return e;
+  secret = v;
+  from = name;
+  return "";
+}
+
+std::string set_secret_from_file(std::string& secret, std::string& from, const std::string& name,
+                                 const std::string& path) {
+  std::string e = secret_conflict(from, name);
+  if (!e.empty()) return e;
+  e = read_secret_file(path, secret);
+  if (!e.empty()) return e;
+  from = name;
+  return "";
+}
+
 std::string choice(const std::string& v, std::initializer_list<const char*> allowed) {
   for (const char* a : allowed) {
     if (v == a) return "";
@@ -103,8 +174,12 @@ const std::vector<OptionSpec>& option_specs() {
          }
          return e;
        }},
-      {"masterauth", "Password for AUTH to the upstream", "",
-       [](Config& c, const std::string& v) { return c.masterauth = v, std::string(); }},
+      {"masterauth", "Password for AUTH to the upstream (briefly visible in the process list: prefer --masterauth-file)",
+       "", [](Config& c, const std::string& v) { return set_secret(c.masterauth, c.masterauth_from, "masterauth", v); }},
+      {"masterauth-file", "File holding the password for AUTH to the upstream (trailing newline ignored)", "",
+       [](Config& c, const std::string& v) {
+         return set_secret_from_file(c.masterauth, c.masterauth_from, "masterauth-file", v);
+       }},
       {"masteruser", "User name for AUTH to the upstream (Redis 6+ ACL)", "",
        [](Config& c, const std::string& v) { return c.masteruser = v, std::string(); }},
       {"upstream-timeout", "Seconds without a byte from the upstream before the link counts as lost",
@@ -166,8 +241,12 @@ const std::vector<OptionSpec>& option_specs() {
          c.segment_bytes = *size;
          return "";
        }},
-      {"requirepass", "Password replicas must AUTH with", "",
-       [](Config& c, const std::string& v) { return c.requirepass = v, std::string(); }},
+      {"requirepass", "Password replicas must AUTH with (briefly visible in the process list: prefer --requirepass-file)",
+       "", [](Config& c, const std::string& v) { return set_secret(c.requirepass, c.requirepass_from, "requirepass", v); }},
+      {"requirepass-file", "File holding the password replicas must AUTH with (trailing newline ignored)", "",
+       [](Config& c, const std::string& v) {
+         return set_secret_from_file(c.requirepass, c.requirepass_from, "requirepass-file", v);
+       }},
       {"requireuser", "User name accepted in AUTH <user> <pass> (a replica's masteruser)", "default",
        [](Config& c, const std::string& v) -> std::string {
          if (v.empty()) return "must not be empty";
@@ -190,6 +269,10 @@ const std::vector<OptionSpec>& option_specs() {
        }},
       {"handshake-timeout", "Seconds a client may take to become a replica before it is closed", "60",
        [](Config& c, const std::string& v) { return seconds_value(v, c.handshake_timeout_s); }},
+      {"replica-timeout",
+       "Seconds an online replica may send no REPLCONF ACK (nor any byte) before it is closed; "
+       "clients that never ACK (SYNC) are closed once their host acknowledges nothing for as long",
+       "60", [](Config& c, const std::string& v) { return seconds_value(v, c.replica_timeout_s); }},
       {"log-level", "debug, info, warn or error", "info",
        [](Config& c, const std::string& v) -> std::string {
          auto level = parse_log_level(v);

@@ -23,6 +23,11 @@ struct Config {
   bool has_upstream = false;
   std::string masterauth;
   std::string masteruser;
+  // Which option set requirepass / masterauth ("requirepass" or
+  // "requirepass-file", ...; "" for none): the two forms of one secret may
+  // not both be given.
+  std::string requirepass_from;
+  std::string masterauth_from;
   std::string bind = "127.0.0.1";
   uint16_t port = 6380;
   std::string status_bind;  // empty: same as bind
@@ -39,6 +44,7 @@ struct Config {
   bool protected_mode = true;
   size_t max_clients = 1000;
   double handshake_timeout_s = 60;  // a client that is not a replica by then is closed
+  double replica_timeout_s = 60;    // an online replica with no ACK (no byte) for this long is closed
   LogLevel log_level = LogLevel::kInfo;
   std::string log_file;            // empty: stderr
   bool log_json = false;           // --log-format json
@@ -66,5 +72,15 @@ bool apply_config_file(const std::string& path, Config& config, std::string& err
 
 // "host:port" or "[v6]:port"; false on a bad value.
 bool parse_host_port(const std::string& s, HostPort& out);
+
+// A password file (--requirepass-file, --masterauth-file): its content with
+// trailing newlines ("\n", "\r\n") removed. "" or what is wrong, naming the file.
+std::string read_secret_file(const std::string& path, std::string& out);
+
+// Overwrites, in argv itself, the values of the flags that carry a password
+// (--requirepass, --masterauth, also as --flag=value), so that they no longer
+// show in /proc/<pid>/cmdline and ps, as Redis does. Returns the flags it hid
+// (", "-separated; "" for none).
+std::string hide_secret_args(int argc, char** argv);
 
 }  // namespace psync::proxy

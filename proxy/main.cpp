@@ -44,6 +44,9 @@ void on_signal(uv_signal_t* handle, int signum) {
 
 int main(int argc, char** argv) {
   ParseResult parsed = parse_args(argc, argv);
+  // Passwords given as flags leave /proc/<pid>/cmdline (and ps) now; they were
+  // visible there from exec until this line.
+  const std::string hidden = hide_secret_args(argc, argv);
   if (parsed.exit) return parsed.exit_code;
   set_log_level(parsed.config.log_level);
   set_log_json(parsed.config.log_json);
@@ -53,6 +56,15 @@ int main(int argc, char** argv) {
       fprintf(stderr, "psync-proxy: --log-file: %s\n", error.c_str());
       return 2;
     }
+  }
+  if (!hidden.empty()) {
+    LOG_WARN("proxy",
+             "%s given on the command line: now hidden from the process list, but every user of this "
+             "host could read it there until the proxy started; use %s (or the --config file) instead",
+             hidden.c_str(),
+             hidden.find(',') != std::string::npos ? "--requirepass-file and --masterauth-file"
+             : hidden == "--requirepass"           ? "--requirepass-file"
+                                                   : "--masterauth-file");
   }
   std::signal(SIGPIPE, SIG_IGN);
   // A file grown past RLIMIT_FSIZE is a write error (EFBIG), handled like a

@@ -137,9 +137,9 @@ std::string render_metrics_text(const StatusView& v) {
   // Replicas, labelled by address and listening port.
   w.family("psync_proxy_replica_state", "gauge", "Each replica's state (1 for the current one).");
   for (const auto& r : v.replicas) {
-    if (!r.replicating) continue;
+    if (!r.past_handshake) continue;
     std::string who = replica_label(r);
-    for (auto st : {ReplicaSession::State::kWaitBgsave, ReplicaSession::State::kSendBulk,
+    for (auto st : {ReplicaSession::State::kWaitSnapshot, ReplicaSession::State::kSendBulk,
                     ReplicaSession::State::kOnline}) {
       const char* name = ReplicaSession::state_name(st);
       w.sample("psync_proxy_replica_state", r.state == name ? 1 : 0, who + "," + label("state", name));
@@ -147,7 +147,7 @@ std::string render_metrics_text(const StatusView& v) {
   }
   w.family("psync_proxy_replica_acked_offset_bytes", "gauge", "The last offset each replica acknowledged.");
   for (const auto& r : v.replicas) {
-    if (!r.replicating) continue;
+    if (!r.past_handshake) continue;
     w.sample("psync_proxy_replica_acked_offset_bytes", static_cast<double>(r.acked_offset), replica_label(r));
   }
   const std::string online = ReplicaSession::state_name(ReplicaSession::State::kOnline);
@@ -177,6 +177,8 @@ std::string render_metrics_text(const StatusView& v) {
   w.sample("psync_proxy_connections_refused_total", d(c.closed_protocol_errors), label("reason", "protocol_error"));
   w.sample("psync_proxy_connections_refused_total", d(c.closed_handshake_timeouts),
            label("reason", "handshake_timeout"));
+  w.sample("psync_proxy_connections_refused_total", d(c.rejected_out_of_fds), label("reason", "out_of_fds"));
+  w.sample("psync_proxy_connections_refused_total", d(c.closed_replica_timeouts), label("reason", "replica_timeout"));
   w.metric("psync_proxy_auth_failures_total", "counter", "AUTH attempts with a wrong password.", d(c.auth_failures));
   w.metric("psync_proxy_network_received_bytes_total", "counter", "Bytes read from the master and from clients.",
            d(c.net_input_bytes));

@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -16,6 +18,7 @@
 
 #include "protocol/numbers.h"
 #include "protocol/reply.h"
+#include "proxy/listener.h"
 #include "proxy/log.h"
 #include "proxy/replica_session.h"
 #include "proxy/status_http.h"
@@ -74,6 +77,21 @@ bool make_data_dir(const std::string& dir, std::string& error) {
   }
   return true;
 }
+// Redis checks maxclients against RLIMIT_NOFILE at start; the proxy says
+// once that connections past the limit will be refused (proxy/listener.h).
+void warn_if_few_descriptors(const Config& config) {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return;
+  // Replica connections, status connections, and some 32 for the proxy itself.
+  const uint64_t want = config.max_clients + 64 + 32;
+  if (r.rlim_cur >= want) return;
+  LOG_WARN(kComponent,
+           "the open files limit is %llu, below the %llu that --max-clients %zu needs: connections "
+           "past it are refused with an error; raise it (ulimit -n, LimitNOFILE=) or lower "
+           "--max-clients",
+           static_cast<unsigned long long>(r.rlim_cur), static_cast<unsigned long long>(want),
+           config.max_clients);
+}
 }  // namespace
 
 std::string random_replid() {
@@ -122,39 +140,22 @@ bool Proxy::start() {
     return false;
   }
 
-  // The replica port: a plain non-blocking socket polled by libuv, so that
+  // The replica port: plain non-blocking sockets polled by libuv, so that
   // sessions can send with sendfile(2).
-  sockaddr_storage addr{};
-  socklen_t addr_len = 0;
-  auto* a4 = reinterpret_cast<sockaddr_in*>(&addr);
-  auto* a6 = reinterpret_cast<sockaddr_in6*>(&addr);
-  if (inet_pton(AF_INET, config_.bind.c_str(), &a4->sin_addr) == 1) {
-    a4->sin_family = AF_INET;
-    a4->sin_port = htons(config_.port);
-    addr_len = sizeof *a4;
-  } else if (inet_pton(AF_INET6, config_.bind.c_str(), &a6->sin6_addr) == 1) {
-    a6->sin6_family = AF_INET6;
-    a6->sin6_port = htons(config_.port);
-    addr_len = sizeof *a6;
-  } else {
-    LOG_ERROR(kComponent, "--bind: not an IP address: %s", config_.bind.c_str());
+  listener_ = std::make_unique<Listener>(
+      loop_, "replicas", "--bind",
+      "-ERR max number of clients reached (psync-proxy is out of file descriptors)\r\n",
+      [this] {
+        counters_.connections_received++;
+        counters_.rejected_connections++;
+        counters_.rejected_out_of_fds++;
+      },
+      [this](int fd, const sockaddr_storage& peer) { accept_replica(fd, peer); });
+  if (!listener_->listen(config_.bind, config_.port, 128, error)) {
+    LOG_ERROR(kComponent, "%s", error.c_str());
     return false;
   }
-  listen_fd_ = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int one = 1;
-  setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0 ||
-      ::listen(listen_fd_, 128) != 0) {
-    LOG_ERROR(kComponent, "cannot listen for replicas on %s:%u: %s", config_.bind.c_str(),
-              config_.port, strerror(errno));
-    ::close(listen_fd_);
-    listen_fd_ = -1;
-    return false;
-  }
-  uv_poll_init_socket(loop_, &listen_poll_, listen_fd_);
-  listen_poll_.data = this;
-  uv_poll_start(&listen_poll_, UV_READABLE, on_accept);
-  listening_ = true;
+  warn_if_few_descriptors(config_);
 
   if (config_.status_port != 0) {
     if (!status_->start(config_.status_bind, config_.status_port, error)) {
@@ -183,21 +184,9 @@ void Proxy::shutdown() {
   if (stopping_) return;
   stopping_ = true;
   LOG_INFO(kComponent, "shutting down");
-  if (listening_) {
-    uv_poll_stop(&listen_poll_);
-    uv_close(reinterpret_cast<uv_handle_t*>(&listen_poll_), [](uv_handle_t* h) {
-      auto* self = static_cast<Proxy*>(h->data);
-      ::close(self->listen_fd_);
-      self->listen_fd_ = -1;
-    });
-    listening_ = false;
-  } else if (listen_fd_ >= 0) {
-    ::close(listen_fd_);
-    listen_fd_ = -1;
-  }
-  std::vector<ReplicaSession*> all;
-  for (auto& s : sessions_) all.push_back(s.get());
-  for (auto* s : all) s->close("the proxy is shutting down");
+  if (listener_) listener_->close();
+  // No copy of the list needed: closing defers deletion (see session_closed).
+  for (auto& s : sessions_) s->close("the proxy is shutting down");
   refresher_->stop();
   feed_->stop();
   status_->stop();
@@ -208,54 +197,52 @@ void Proxy::shutdown() {
   }
 }
 
-void Proxy::on_accept(uv_poll_t* handle, int status, int /*events*/) {
-  auto* self = static_cast<Proxy*>(handle->data);
-  if (status < 0) {
-    LOG_WARN(kComponent, "accept poll error: %s", uv_strerror(status));
+void Proxy::accept_replica(int fd, const sockaddr_storage& ss) {
+  if (stopping_) {
+    ::close(fd);
     return;
   }
-  self->accept_replicas();
-}
-
-void Proxy::accept_replicas() {
-  for (int i = 0; i < 64 && !stopping_; ++i) {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        LOG_WARN(kComponent, "accept failed: %s", strerror(errno));
-      }
-      return;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    std::string ip;
-    int port = 0;
-    peer_of(ss, ip, port);
-    counters_.connections_received++;
-    if (protected_mode_refuses(config_, ip)) {
-      refuse(fd, ip, port,
-             "-DENIED psync-proxy is running in protected mode: it listens on a non-loopback "
-             "address (--bind " + config_.bind + ") with no password, so it only accepts "
-             "connections from loopback. To fix it, either set a password with --requirepass "
-             "(and masterauth on the replicas), or --bind to a loopback address, or, if you are "
-             "sure the port is not reachable by strangers, start with --protected-mode no.\r\n",
-             "protected mode", counters_.rejected_protected_mode);
-      continue;
-    }
-    if (sessions_.size() >= config_.max_clients) {
-      refuse(fd, ip, port, "-ERR max number of clients reached\r\n",
-             "--max-clients " + std::to_string(config_.max_clients) + " reached",
-             counters_.rejected_max_clients);
-      continue;
-    }
-    sessions_.push_back(std::make_unique<ReplicaSession>(*this, next_session_id_++, fd, ip, port));
-    ReplicaSession* s = sessions_.back().get();
-    LOG_DEBUG("replica", "connection from %s", s->address().c_str());
-    if (!s->start()) s->close("cannot watch the socket");
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  // A peer whose host vanished is noticed by TCP too: keepalive probes on an
+  // idle connection (--replica-timeout idle, then 3 probes a third of it
+  // apart). With bytes in flight, ReplicaSession::on_second judges clients
+  // that never ACK by their socket (see replica_session.h).
+  int idle = std::max(1, static_cast<int>(config_.replica_timeout_s));
+  int interval = std::max(1, idle / 3);
+  int probes = 3;
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+  std::string ip;
+  int port = 0;
+  peer_of(ss, ip, port);
+  counters_.connections_received++;
+  if (protected_mode_refuses(config_, ip)) {
+    refuse(fd, ip, port,
+           "-DENIED psync-proxy is running in protected mode: it listens on a non-loopback "
+           "address (--bind " + config_.bind + ") with no password, so it only accepts "
+           "connections from loopback. To fix it, either set a password with --requirepass "
+           "(and masterauth on the replicas), or --bind to a loopback address, or, if you are "
+           "sure the port is not reachable by strangers, start with --protected-mode no.\r\n",
+           "protected mode", counters_.rejected_protected_mode);
+    return;
   }
+  if (sessions_.size() >= config_.max_clients) {
+    refuse(fd, ip, port, "-ERR max number of clients reached\r\n",
+           "--max-clients " + std::to_string(config_.max_clients) + " reached",
+           counters_.rejected_max_clients);
+    return;
+  }
+  auto session = std::make_unique<ReplicaSession>(*this, next_session_id_++, fd, ip, port);
+  LOG_DEBUG("replica", "connection from %s", session->address().c_str());
+  if (!session->start()) {
+    // Never listed, no handle: deleted right here (closing its socket).
+    LOG_WARN("replica", "cannot watch the socket of %s: closing it", session->address().c_str());
+    return;
+  }
+  sessions_.push_back(std::move(session));
 }
 
 void Proxy::refuse(int fd, const std::string& ip, int port, const std::string& reply,
@@ -263,10 +250,7 @@ void Proxy::refuse(int fd, const std::string& ip, int port, const std::string& r
   counters_.rejected_connections++;
   reason_counter++;
   LOG_WARN("replica", "refused connection from %s:%d: %s", ip.c_str(), port, why.c_str());
-  // Best effort: a fresh socket's buffer takes a short reply at once.
-  ssize_t n = ::write(fd, reply.data(), reply.size());
-  (void)n;
-  ::close(fd);
+  refuse_connection(fd, reply);
 }
 
 void Proxy::session_closed(ReplicaSession* session) {
@@ -360,7 +344,7 @@ void Proxy::begin_lineage(std::shared_ptr<backlog::Snapshot> snapshot) {
         s->close("the proxy re-synced with its master (new lineage " + snap->replid() +
                  "); the replica will full-resync");
         break;
-      case ReplicaSession::State::kWaitBgsave:
+      case ReplicaSession::State::kWaitSnapshot:
         s->on_snapshot_ready();
         break;
       case ReplicaSession::State::kHandshake:
@@ -434,19 +418,19 @@ void Proxy::on_ping_timer(uv_timer_t* t) { static_cast<Proxy*>(t->data)->append_
 
 void Proxy::on_keepalive_timer(uv_timer_t* t) {
   auto* self = static_cast<Proxy*>(t->data);
-  std::vector<ReplicaSession*> all;
-  for (auto& s : self->sessions_) all.push_back(s.get());
   auto timeout_ms = static_cast<uint64_t>(self->config_.handshake_timeout_s * 1000);
   uint64_t now = now_ms();
-  for (auto* s : all) {
-    if (!s->replicating() && now - s->created_ms() > timeout_ms) {
+  // No copy of the list needed: closing defers deletion (see session_closed).
+  for (auto& s : self->sessions_) {
+    if (s->closing()) continue;
+    if (!s->past_handshake() && now - s->created_ms() > timeout_ms) {
       LOG_WARN("replica", "client %s did not start replicating within %.0f s: closing",
                s->address().c_str(), self->config_.handshake_timeout_s);
       self->counters_.closed_handshake_timeouts++;
       s->close("handshake timeout");
       continue;
     }
-    s->on_second();
+    s->on_second(now);
   }
   self->refresher_->on_second();
   self->trim_log();
@@ -485,7 +469,7 @@ std::string Proxy::info(std::string_view section) const {
     int n = 0;
     std::string slaves;
     for (const auto& s : sessions_) {
-      if (!s->replicating() || s->closing()) continue;
+      if (!s->past_handshake() || s->closing()) continue;
       double lag = s->seconds_since_ack();
       slaves += "slave" + std::to_string(n++) + ":ip=" + s->ip() +
                 ",port=" + std::to_string(s->listening_port()) +

@@ -9,6 +9,7 @@
 // one. Until then, the old lineage goes on being served, with PINGs.
 #pragma once
 
+#include <sys/socket.h>
 #include <uv.h>
 
 #include <cstdint>
@@ -26,6 +27,7 @@ namespace psync::proxy {
 
 class LiveFeed;
 class Refresher;
+class Listener;
 class ReplicaSession;
 class StatusServer;
 struct StatusView;
@@ -41,9 +43,11 @@ struct Counters {
   uint64_t rejected_connections = 0;  // all of the below
   uint64_t rejected_protected_mode = 0;
   uint64_t rejected_max_clients = 0;
+  uint64_t rejected_out_of_fds = 0;   // accept failed with EMFILE/ENFILE (proxy/listener.h)
   uint64_t auth_failures = 0;         // wrong AUTH
   uint64_t closed_protocol_errors = 0;  // input past a limit or not RESP
   uint64_t closed_handshake_timeouts = 0;
+  uint64_t closed_replica_timeouts = 0;  // --replica-timeout (ReplicaSession::on_second)
 };
 
 class Proxy {
@@ -115,6 +119,12 @@ class Proxy {
   const std::string& storage_error() const { return storage_error_; }
 
   // ----- Replica sessions -----
+  // Invariant: a session is deleted only here, and this is only called from
+  // the close callback of the session's poll handle (ReplicaSession::close
+  // defers it there; a session whose poll cannot start is never listed). Close
+  // callbacks run in their own phase of the loop, never inside another
+  // callback, so any loop over sessions() may close sessions as it goes: the
+  // list does not change under it.
   void session_closed(ReplicaSession* session);
   const std::list<std::unique_ptr<ReplicaSession>>& sessions() const { return sessions_; }
   // user: from AUTH <user> <pass>; nullopt for AUTH <pass>.
@@ -131,10 +141,9 @@ class Proxy {
   std::string metrics_text() const;
 
  private:
-  static void on_accept(uv_poll_t* handle, int status, int events);
   static void on_ping_timer(uv_timer_t* t);
   static void on_keepalive_timer(uv_timer_t* t);
-  void accept_replicas();
+  void accept_replica(int fd, const sockaddr_storage& peer);
   // Bytes an online replica has not acknowledged yet (0 for the others).
   uint64_t lag_bytes(const ReplicaSession& s) const;
   void refuse(int fd, const std::string& ip, int port, const std::string& reply, const std::string& why,
@@ -157,9 +166,7 @@ class Proxy {
   std::list<std::unique_ptr<ReplicaSession>> sessions_;
   uint64_t next_session_id_ = 1;
 
-  int listen_fd_ = -1;
-  uv_poll_t listen_poll_{};
-  bool listening_ = false;
+  std::unique_ptr<Listener> listener_;  // the replica port
   uv_timer_t ping_timer_{};
   uv_timer_t keepalive_timer_{};
   std::string storage_error_;

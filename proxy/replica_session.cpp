@@ -1,5 +1,7 @@
 #include "proxy/replica_session.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -23,14 +25,15 @@ namespace {
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kSendChunk = 1 << 20;        // bytes per sendfile call
 constexpr size_t kPumpBudget = 4 << 20;       // bytes per pump before yielding to others
-constexpr size_t kMaxPendingReplies = 1 << 20;  // stop reading a client that does not read replies
+constexpr size_t kMaxPendingReplies = 1 << 20;  // replies waiting: no more dispatching, no more reading
+constexpr size_t kKeepOutBuffer = 64 * 1024;    // capacity kept once out_ is written
 const char* kComponent = "replica";
 }  // namespace
 
 const char* ReplicaSession::state_name(State s) {
   switch (s) {
     case State::kHandshake: return "handshake";
-    case State::kWaitBgsave: return "wait_bgsave";
+    case State::kWaitSnapshot: return "wait_bgsave";  // Redis's name (see the enum)
     case State::kSendBulk: return "send_bulk";
     case State::kOnline: return "online";
   }
@@ -67,6 +70,7 @@ bool ReplicaSession::start() {
   if (uv_poll_init_socket(proxy_.loop(), &poll_, fd_) != 0) return false;
   poll_.data = this;
   poll_started_ = true;
+  last_input_ms_ = created_ms_;
   update_poll();
   return true;
 }
@@ -81,12 +85,43 @@ void ReplicaSession::close(const std::string& reason) {
     LOG_DEBUG(kComponent, "client %s disconnected: %s", address().c_str(), reason.c_str());
   }
   bulk_.reset();
-  if (poll_started_) {
-    uv_poll_stop(&poll_);
-    uv_close(reinterpret_cast<uv_handle_t*>(&poll_), on_closed);
-  } else {
-    proxy_.session_closed(this);
+  // Only a started session is listed by the proxy; deletion always comes
+  // from the close callback (see Proxy::session_closed).
+  if (!poll_started_) return;
+  uv_poll_stop(&poll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), on_closed);
+}
+
+bool ReplicaSession::socket_peer_gone(uint64_t now, uint64_t timeout_ms) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (getsockopt(fd_, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return false;
+  // Bytes in flight (or window probes): the peer's kernel should be acknowledging.
+  bool outstanding = info.tcpi_unacked > 0 || info.tcpi_probes > 0;
+  if (!outstanding) {
+    outstanding_since_ms_ = 0;
+    return false;
   }
+  if (outstanding_since_ms_ == 0) outstanding_since_ms_ = now;
+  return peer_vanished(now - outstanding_since_ms_, info.tcpi_last_ack_recv, timeout_ms);
+}
+
+bool peer_vanished(uint64_t outstanding_for_ms, uint64_t since_last_ack_ms, uint64_t timeout_ms) {
+  // A live peer acknowledges data in flight at once, and answers window probes
+  // while its window is closed (a process stopped or busy loading an RDB): its
+  // last ACK stays recent. Only a vanished host lets both grow past the timeout.
+  return outstanding_for_ms >= timeout_ms && since_last_ack_ms >= timeout_ms;
+}
+
+void ReplicaSession::socket_failed(const std::string& what, int err) {
+  if (err == ETIMEDOUT) {
+    // Keepalive probes unanswered: the peer's host is gone.
+    proxy_.counters().closed_replica_timeouts++;
+    close(what + ": " + strerror(err) + " (no TCP acknowledgement within --replica-timeout " +
+          std::to_string(static_cast<int64_t>(proxy_.config().replica_timeout_s)) + " s)");
+    return;
+  }
+  close(what + ": " + strerror(err));
 }
 
 void ReplicaSession::on_closed(uv_handle_t* handle) {
@@ -102,7 +137,7 @@ void ReplicaSession::on_poll(uv_poll_t* handle, int status, int events) {
     int err = 0;
     socklen_t len = sizeof err;
     if (getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
-      self->close(std::string("socket error: ") + strerror(err));
+      self->socket_failed("socket error", err);
     } else {
       self->close(std::string("socket error: ") + uv_strerror(status));
     }
@@ -112,11 +147,13 @@ void ReplicaSession::on_poll(uv_poll_t* handle, int status, int events) {
   if (!self->closing_ && (events & (UV_READABLE | UV_DISCONNECT))) self->handle_readable();
 }
 
+bool ReplicaSession::output_full() const { return out_.size() - out_pos_ >= kMaxPendingReplies; }
+
 void ReplicaSession::update_poll() {
   if (closing_ || !poll_started_) return;
   int events = 0;
-  // A client that does not read its replies is not read from either.
-  if (out_.size() - out_pos_ < kMaxPendingReplies) events |= UV_READABLE;
+  // Input is read only while commands may be dispatched (see the header).
+  if (!output_full() && !input_held_ && !close_after_flush_) events |= UV_READABLE;
   if (want_write_) events |= UV_WRITABLE;
   if (events == poll_events_) return;
   poll_events_ = events;
@@ -129,41 +166,50 @@ void ReplicaSession::update_poll() {
 
 void ReplicaSession::handle_readable() {
   char buf[kReadChunk];
-  for (int round = 0; round < 4; ++round) {
+  for (int round = 0; round < 4 && !output_full() && !input_held_ && !close_after_flush_; ++round) {
     ssize_t n = ::read(fd_, buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      close(std::string("read error: ") + strerror(errno));
+      socket_failed("read error", errno);
       return;
     }
     if (n == 0) {
       close("connection closed by peer");
       return;
     }
+    last_input_ms_ = now_ms();
     proxy_.counters().net_input_bytes += static_cast<uint64_t>(n);
     parser_.feed(std::string_view(buf, static_cast<size_t>(n)));
-    for (;;) {
-      auto r = parser_.next(args_);
-      if (r == protocol::RequestParser::Result::kNeedMore) break;
-      if (r == protocol::RequestParser::Result::kError) {
-        LOG_WARN(kComponent, "client %s sent bad input: %s", address().c_str(),
-                 parser_.error().c_str());
-        proxy_.counters().closed_protocol_errors++;
-        // Redis answers a protocol error and closes once it is written.
-        if (state_ == State::kHandshake) out_ += protocol::error_reply("ERR " + parser_.error());
-        close_after_flush_ = true;
-        pump();
-        if (!closing_ && out_pos_ >= out_.size()) close("protocol error");
-        return;
-      }
-      proxy_.counters().commands_processed++;
-      dispatch(args_);
-      if (closing_) return;
-    }
+    if (!dispatch_buffered()) return;
     if (static_cast<size_t>(n) < sizeof buf) break;
   }
   pump();
+}
+
+bool ReplicaSession::dispatch_buffered() {
+  input_held_ = false;
+  while (!close_after_flush_) {
+    if (output_full()) {
+      // The rest waits in the parser (and the socket) until the client reads.
+      input_held_ = true;
+      return true;
+    }
+    auto r = parser_.next(args_);
+    if (r == protocol::RequestParser::Result::kNeedMore) return true;
+    if (r == protocol::RequestParser::Result::kError) {
+      LOG_WARN(kComponent, "client %s sent bad input: %s", address().c_str(), parser_.error().c_str());
+      proxy_.counters().closed_protocol_errors++;
+      // Redis answers a protocol error and closes once it is written.
+      if (state_ == State::kHandshake) out_ += protocol::error_reply("ERR " + parser_.error());
+      close_after_flush_ = true;
+      return true;
+    }
+    proxy_.counters().commands_processed++;
+    dispatch(args_);
+    if (closing_) return false;
+  }
+  return true;  // QUIT or a protocol error: nothing after it is dispatched, as in Redis
 }
 
 void ReplicaSession::reply(std::string_view bytes) {
@@ -295,7 +341,7 @@ void ReplicaSession::cmd_replconf(const std::vector<std::string>& args) {
 }
 
 void ReplicaSession::cmd_psync(const std::vector<std::string>& args) {
-  if (replicating()) return;  // already a replica: ignored, as Redis does
+  if (past_handshake()) return;  // already a replica: ignored, as Redis does
   if (args.size() != 3) {
     reply(protocol::error_reply("ERR wrong number of arguments for 'psync' command"));
     return;
@@ -307,7 +353,7 @@ void ReplicaSession::cmd_psync(const std::vector<std::string>& args) {
         "snapshot of its upstream yet)"));
     return;
   }
-  sent_psync_ = true;
+  via_psync_ = true;
   const std::string& want_id = args[1];
   auto offset = protocol::parse_i64(args[2]);
   if (want_id != "?" && offset && *offset >= 0 &&
@@ -331,26 +377,26 @@ void ReplicaSession::cmd_psync(const std::vector<std::string>& args) {
                static_cast<unsigned long long>(proxy_.visible_end() + 1));
     }
   }
-  start_full_resync(true);
+  start_full_resync();
 }
 
 void ReplicaSession::cmd_sync() {
-  if (replicating()) return;
+  if (past_handshake()) return;
   if (!proxy_.snapshot()) {
     LOG_INFO(kComponent, "client %s sent SYNC before the first snapshot: held until it exists",
              address().c_str());
-    state_ = State::kWaitBgsave;
+    state_ = State::kWaitSnapshot;
     sync_kind_ = SyncKind::kFull;
     return;
   }
-  start_full_resync(false);
+  start_full_resync();
 }
 
-void ReplicaSession::start_full_resync(bool psync) {
+void ReplicaSession::start_full_resync() {
   const auto& snap = proxy_.snapshot();
   char header[128];
   int n = 0;
-  if (psync) {
+  if (via_psync_) {
     // The replica's offset after the RDB and the snapshot's prefix (SELECT
     // <db at S> for a refreshed snapshot) is S: the log follows from S+1.
     n = snprintf(header, sizeof header, "+FULLRESYNC %s %llu\r\n", proxy_.replid().c_str(),
@@ -361,6 +407,7 @@ void ReplicaSession::start_full_resync(bool psync) {
   out_ += header;  // written directly: the client is a replica from here on
   bulk_ = snap;
   bulk_sent_ = 0;
+  last_progress_ms_ = now_ms();
   cursor_ = snap->offset() + 1;
   state_ = State::kSendBulk;
   sync_kind_ = SyncKind::kFull;
@@ -368,7 +415,7 @@ void ReplicaSession::start_full_resync(bool psync) {
   LOG_INFO(kComponent, "replica %s (listening port %d) full resync: snapshot of %s at offset %llu%s",
            address().c_str(), listening_port_, human_bytes(static_cast<double>(snap->size())).c_str(),
            static_cast<unsigned long long>(snap->offset()), rdb_only_ ? " (rdb only)" : "");
-  pump();
+  // The caller pumps (handle_readable, on_snapshot_ready).
 }
 
 void ReplicaSession::start_partial_resync(uint64_t offset) {
@@ -384,7 +431,7 @@ void ReplicaSession::start_partial_resync(uint64_t offset) {
   LOG_INFO(kComponent, "replica %s (listening port %d) partial resync from offset %llu (%s behind)",
            address().c_str(), listening_port_, static_cast<unsigned long long>(offset),
            human_bytes(static_cast<double>(behind)).c_str());
-  pump();
+  // The caller (handle_readable) pumps.
 }
 
 void ReplicaSession::on_log_grew() {
@@ -393,14 +440,50 @@ void ReplicaSession::on_log_grew() {
 }
 
 void ReplicaSession::on_snapshot_ready() {
-  if (closing_ || state_ != State::kWaitBgsave) return;
-  start_full_resync(sent_psync_);
+  if (closing_ || state_ != State::kWaitSnapshot) return;
+  start_full_resync();
+  pump();
 }
 
-void ReplicaSession::on_second() {
-  if (closing_ || state_ != State::kWaitBgsave) return;
-  out_ += "\n";  // keepalive while the client waits for the snapshot
-  pump();
+void ReplicaSession::on_second(uint64_t now) {
+  if (closing_) return;
+  const double timeout_s = proxy_.config().replica_timeout_s;
+  const auto timeout_ms = static_cast<uint64_t>(timeout_s * 1000);
+  if (state_ == State::kOnline && via_psync_) {
+    uint64_t last = std::max(last_ack_ms_, last_input_ms_);
+    if (now - last > timeout_ms) {
+      proxy_.counters().closed_replica_timeouts++;
+      char why[160];
+      snprintf(why, sizeof why, "no REPLCONF ACK (nor any other byte) for %.1f s (--replica-timeout %g)",
+               static_cast<double>(now - last) / 1000.0, timeout_s);
+      close(why);
+    }
+    return;
+  }
+  if (state_ == State::kSendBulk && want_write_ && now - last_progress_ms_ > timeout_ms) {
+    proxy_.counters().closed_replica_timeouts++;
+    char why[192];
+    snprintf(why, sizeof why,
+             "took no byte of the snapshot for %.1f s (--replica-timeout %g; %llu of %llu bytes sent)",
+             static_cast<double>(now - last_progress_ms_) / 1000.0, timeout_s,
+             static_cast<unsigned long long>(bulk_sent_), static_cast<unsigned long long>(bulk_->size()));
+    close(why);
+    return;
+  }
+  if (!via_psync_ && past_handshake() && socket_peer_gone(now, timeout_ms)) {
+    proxy_.counters().closed_replica_timeouts++;
+    char why[160];
+    snprintf(why, sizeof why,
+             "its host acknowledged no byte for %.1f s (--replica-timeout %g; a SYNC client, judged by "
+             "its socket)",
+             static_cast<double>(now - outstanding_since_ms_) / 1000.0, timeout_s);
+    close(why);
+    return;
+  }
+  if (state_ == State::kWaitSnapshot) {
+    out_ += "\n";  // keepalive while the client waits for the snapshot
+    pump();
+  }
 }
 
 ReplicaSession::Sent ReplicaSession::send_file(int in_fd, uint64_t pos, size_t len, const char* what,
@@ -411,12 +494,16 @@ ReplicaSession::Sent ReplicaSession::send_file(int in_fd, uint64_t pos, size_t l
     if (n > 0) {
       sent = static_cast<size_t>(n);
       proxy_.counters().net_output_bytes += sent;
+      last_progress_ms_ = now_ms();
       return Sent::kSome;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Sent::kBlocked;
-    close(std::string("sending ") + what + " failed: " +
-          (n == 0 ? "the file ended early" : strerror(errno)));
+    if (n == 0) {
+      close(std::string("sending ") + what + " failed: the file ended early");
+    } else {
+      socket_failed(std::string("sending ") + what + " failed", errno);
+    }
     return Sent::kClosed;
   }
 }
@@ -434,22 +521,36 @@ void ReplicaSession::pump() {
           blocked = true;
           break;
         }
-        close(std::string("write error: ") + strerror(errno));
+        socket_failed("write error", errno);
         return;
       }
       out_pos_ += static_cast<size_t>(n);
       proxy_.counters().net_output_bytes += static_cast<uint64_t>(n);
+      last_progress_ms_ = now_ms();
       budget -= std::min(budget, static_cast<size_t>(n));
       if (out_pos_ == out_.size()) {
-        out_.clear();
+        if (out_.capacity() > kKeepOutBuffer) {
+          std::string().swap(out_);
+        } else {
+          out_.clear();
+        }
+        out_pos_ = 0;
+      } else if (out_pos_ >= out_.size() - out_pos_) {
+        // The written part is at least what is left: drop it (amortized
+        // linear), so out_ stays within twice what waits.
+        out_.erase(0, out_pos_);
         out_pos_ = 0;
       }
+      // The client read some: commands held back may go on (see the header).
+      if (input_held_ && !output_full() && !dispatch_buffered()) return;
       continue;
     }
     if (close_after_flush_) {
       close("closed after its last reply");
       return;
     }
+    if (input_held_ && !dispatch_buffered()) return;  // held with nothing left to write
+    if (out_pos_ < out_.size()) continue;
     if (state_ == State::kSendBulk) {
       if (bulk_sent_ < bulk_->size()) {
         size_t want = static_cast<size_t>(std::min<uint64_t>({bulk_->size() - bulk_sent_, kSendChunk, budget}));

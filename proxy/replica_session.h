@@ -1,7 +1,7 @@
 // One downstream connection: a replica (or a tool such as redis-cli) talking
 // to the proxy as to its master.
 //
-//   handshake ──PSYNC/SYNC──▶ wait_bgsave (no snapshot yet; SYNC clients only)
+//   handshake ──PSYNC/SYNC──▶ wait_snapshot (no snapshot yet; SYNC clients only)
 //       │                        │ snapshot ready
 //       ├──full resync──────────▶ send_bulk ──RDB sent──▶ online
 //       └──partial resync─────────────────────────────▶ online
@@ -9,6 +9,33 @@
 // Nothing of the stream is copied for a replica: it is a cursor into the
 // shared log and the bytes go out with sendfile(2), from the snapshot file
 // during send_bulk and from the log segments when online.
+//
+// Lifetime: close() stops the poll and closes its handle; the proxy deletes
+// the session from that handle's close callback, never synchronously (see
+// Proxy::session_closed). A session whose start() fails is never listed.
+//
+// Memory: a client's replies wait in out_ while it does not read them. Once
+// more than kMaxPendingReplies wait, no further command is dispatched and no
+// further byte is read (the rest stays in the kernel's socket buffer, as
+// Redis leaves it in its query buffer); dispatching resumes as the client
+// reads. So out_ holds at most the cap plus one reply, and the parser at most
+// one read (16 KB) plus one incomplete request (RequestLimits::max_buffered),
+// whatever the client sends.
+//
+// Timeouts (--replica-timeout): an online replica that came with PSYNC sends
+// REPLCONF ACK every second; one that sends no ACK and no other byte for the
+// timeout is closed, as Redis does with repl-timeout. Clients that never ACK
+// by design (they came with SYNC: Redis 2.6, redis-cli --replica) are judged
+// by their socket alone, as Redis does not time them out at all: the proxy
+// always has bytes in flight to them (its PINGs every 10 s, "\n" every second
+// while they wait for a snapshot), and once bytes have stayed unacknowledged
+// by the peer's kernel for the timeout (TCP_INFO: no ACK, not even to window
+// probes) its host is gone and the session is closed. A client that is alive
+// but does not read (stopped, or a 2.6 replica loading a large RDB) still
+// acknowledges window probes and stays. TCP keepalive (set at accept) covers
+// an idle connection. A replica in send_bulk whose socket takes no byte of the
+// snapshot for the timeout is closed too: it pins the snapshot and the log on
+// disk, and Redis replicas read the transfer without pause.
 #pragma once
 
 #include <uv.h>
@@ -28,7 +55,10 @@ class Proxy;
 
 class ReplicaSession {
  public:
-  enum class State { kHandshake, kWaitBgsave, kSendBulk, kOnline };
+  // kWaitSnapshot is shown as "wait_bgsave" (INFO, /status, metrics): no
+  // BGSAVE happens, but that is the name Redis gives the state and the name
+  // tools expect.
+  enum class State { kHandshake, kWaitSnapshot, kSendBulk, kOnline };
   enum class SyncKind { kNone, kFull, kPartial };
 
   ReplicaSession(Proxy& proxy, uint64_t id, int fd, std::string ip, int port);
@@ -45,15 +75,17 @@ class ReplicaSession {
   void on_log_grew();
   // The first snapshot exists: a SYNC client that was waiting gets it.
   void on_snapshot_ready();
-  // Once a second: keepalive "\n" to a client waiting for a snapshot.
-  void on_second();
+  // Once a second: keepalive "\n" to a client waiting for a snapshot, and
+  // --replica-timeout (closes the session when it is past).
+  void on_second(uint64_t now);
 
   uint64_t id() const { return id_; }
   uint64_t created_ms() const { return created_ms_; }
   State state() const { return state_; }
   SyncKind sync_kind() const { return sync_kind_; }
   bool closing() const { return closing_; }
-  bool replicating() const { return state_ != State::kHandshake; }
+  // Sent PSYNC or SYNC: a replica (waiting for a snapshot, receiving it, or online).
+  bool past_handshake() const { return state_ != State::kHandshake; }
   const std::string& ip() const { return ip_; }
   int port() const { return port_; }
   int listening_port() const { return listening_port_; }
@@ -71,12 +103,16 @@ class ReplicaSession {
   static void on_poll(uv_poll_t* handle, int status, int events);
   static void on_closed(uv_handle_t* handle);
   void handle_readable();
+  // Dispatches the commands the parser holds while the replies waiting are
+  // under kMaxPendingReplies; false once the session is closing.
+  bool dispatch_buffered();
+  bool output_full() const;
   void dispatch(std::vector<std::string>& args);
   void cmd_auth(const std::vector<std::string>& args);
   void cmd_replconf(const std::vector<std::string>& args);
   void cmd_psync(const std::vector<std::string>& args);
   void cmd_sync();
-  void start_full_resync(bool psync);
+  void start_full_resync();
   void start_partial_resync(uint64_t offset);
   // Queues a reply; dropped once the client is a replica (a master never
   // answers its replicas, as in Redis).
@@ -86,6 +122,12 @@ class ReplicaSession {
   enum class Sent { kSome, kBlocked, kClosed };
   Sent send_file(int in_fd, uint64_t pos, size_t len, const char* what, size_t& sent);
   void update_poll();
+  // A socket call failed with err: closes, counting a TCP timeout as a
+  // --replica-timeout.
+  void socket_failed(const std::string& what, int err);
+  // Once a second for clients that never ACK: true once bytes have been in
+  // flight for timeout_ms with no ACK from the peer's kernel (TCP_INFO).
+  bool socket_peer_gone(uint64_t now, uint64_t timeout_ms);
 
   Proxy& proxy_;
   uint64_t id_;
@@ -104,13 +146,14 @@ class ReplicaSession {
   std::string out_;       // replies and headers not yet written
   size_t out_pos_ = 0;
   bool want_write_ = false;
+  bool input_held_ = false;  // dispatching stopped: too many replies waiting
 
   State state_ = State::kHandshake;
   SyncKind sync_kind_ = SyncKind::kNone;
   bool authenticated_ = false;
   bool capa_psync2_ = false;
   bool rdb_only_ = false;
-  bool sent_psync_ = false;  // SYNC clients that came through PSYNC: no +FULLRESYNC line
+  bool via_psync_ = false;  // came with PSYNC: +FULLRESYNC line, ACKs expected
   int listening_port_ = 0;
 
   std::shared_ptr<backlog::Snapshot> bulk_;  // the snapshot being sent
@@ -118,6 +161,13 @@ class ReplicaSession {
   uint64_t cursor_ = 0;       // next log offset to send
   int64_t acked_offset_ = 0;
   uint64_t last_ack_ms_ = 0;
+  uint64_t last_input_ms_ = 0;     // last byte read from the client
+  uint64_t last_progress_ms_ = 0;  // last byte the client's socket took from us
+  uint64_t outstanding_since_ms_ = 0;  // first check that saw bytes unacknowledged (0: none)
 };
+
+// The rule of socket_peer_gone (pure, unit tested): bytes unacknowledged for
+// outstanding_for_ms, the peer's last ACK since_last_ack_ms ago.
+bool peer_vanished(uint64_t outstanding_for_ms, uint64_t since_last_ack_ms, uint64_t timeout_ms);
 
 }  // namespace psync::proxy

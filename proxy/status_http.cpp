@@ -2,9 +2,12 @@
 
 #include <http_parser.h>
 
+#include <unistd.h>
+
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "proxy/listener.h"
 #include "proxy/log.h"
 #include "proxy/proxy.h"
 
@@ -13,6 +16,7 @@ namespace psync::proxy {
 namespace {
 
 constexpr uint64_t kRequestTimeoutMs = 5'000;
+constexpr uint64_t kBusyLogEveryMs = 10'000;
 
 std::string http_response(int code, const char* reason, const std::string& content_type,
                           const std::string& body, bool head) {
@@ -34,6 +38,7 @@ struct Connection {
   uv_tcp_t tcp;
   uv_timer_t timer;
   Proxy* proxy;
+  int* open_connections;  // the server's count, decremented on delete
   std::string received;
   bool answered = false;
   int open_handles = 2;
@@ -93,7 +98,9 @@ struct Connection {
 
   static void on_closed(uv_handle_t* h) {
     auto* c = static_cast<Connection*>(h->data);
-    if (--c->open_handles == 0) delete c;
+    if (--c->open_handles > 0) return;
+    --*c->open_connections;
+    delete c;
   }
 };
 
@@ -108,40 +115,42 @@ StatusServer::StatusServer(Proxy& proxy) : proxy_(proxy) {}
 StatusServer::~StatusServer() = default;
 
 bool StatusServer::start(const std::string& host, int port, std::string& error) {
-  sockaddr_storage addr{};
-  if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
-      uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
-    error = "--status-bind: not an IP address: " + host;
-    return false;
-  }
-  uv_tcp_init(proxy_.loop(), &server_);
-  server_.data = this;
-  started_ = true;
-  int rc = uv_tcp_bind(&server_, reinterpret_cast<sockaddr*>(&addr), 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 64, on_connection);
-  if (rc != 0) {
-    error = "cannot listen for status on " + host + ":" + std::to_string(port) + ": " + uv_strerror(rc);
-    return false;
-  }
-  return true;
+  listener_ = std::make_unique<Listener>(
+      proxy_.loop(), "status", "--status-bind",
+      json_error(503, "Service Unavailable", "psync-proxy is out of file descriptors", false),
+      [this] { proxy_.counters().rejected_out_of_fds++; }, [this](int fd, const sockaddr_storage&) { on_connection(fd); });
+  return listener_->listen(host, static_cast<uint16_t>(port), 64, error);
 }
 
 void StatusServer::stop() {
-  if (started_ && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&server_))) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
-  }
+  if (listener_) listener_->close();
 }
 
-void StatusServer::on_connection(uv_stream_t* server, int status) {
-  auto* self = static_cast<StatusServer*>(server->data);
-  if (status < 0) return;
+void StatusServer::on_connection(int fd) {
+  if (open_connections_ >= kMaxConnections) {
+    ++refused_busy_;
+    uint64_t now = now_ms();
+    if (last_busy_log_ms_ == 0 || now - last_busy_log_ms_ >= kBusyLogEveryMs) {
+      LOG_WARN("status", "%d status connections open at once: refusing more with 503 (%llu so far)",
+               kMaxConnections, static_cast<unsigned long long>(refused_busy_));
+      last_busy_log_ms_ = now;
+    }
+    refuse_connection(fd, json_error(503, "Service Unavailable",
+                                     "too many status connections at once (" +
+                                         std::to_string(kMaxConnections) + "); try again",
+                                     false));
+    return;
+  }
   auto* c = new Connection;
-  c->proxy = &self->proxy_;
-  uv_tcp_init(self->proxy_.loop(), &c->tcp);
-  uv_timer_init(self->proxy_.loop(), &c->timer);
+  c->proxy = &proxy_;
+  c->open_connections = &open_connections_;
+  ++open_connections_;
+  uv_tcp_init(proxy_.loop(), &c->tcp);
+  uv_timer_init(proxy_.loop(), &c->timer);
   c->tcp.data = c;
   c->timer.data = c;
-  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) {
+  if (uv_tcp_open(&c->tcp, fd) != 0) {
+    ::close(fd);
     c->close();
     return;
   }

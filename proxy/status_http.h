@@ -2,13 +2,17 @@
 // 404 with a JSON error. One request per connection.
 #pragma once
 
+#include <sys/socket.h>
 #include <uv.h>
 
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
 namespace psync::proxy {
 
+class Listener;
 class Proxy;
 
 // One HTTP request read from the bytes received so far (pure: unit tested
@@ -25,8 +29,15 @@ HttpRequest parse_http_request(std::string_view bytes);
 // GET /: a self-contained page (no external assets) that renders /status.
 const std::string& status_page_html();
 
+// Connections are accepted by a Listener (proxy/listener.h: no busy loop when
+// out of file descriptors, a 503 instead). At most kMaxConnections are open at
+// once: one past it gets 503 at once and is closed. Each one is closed after
+// its answer or after 5 s, so a client holding connections open delays
+// others by 5 s at most, and never costs the replica port descriptors.
 class StatusServer {
  public:
+  static constexpr int kMaxConnections = 64;
+
   explicit StatusServer(Proxy& proxy);
   ~StatusServer();
   StatusServer(const StatusServer&) = delete;
@@ -40,11 +51,13 @@ class StatusServer {
   static std::string respond(Proxy* proxy, const std::string& method, const std::string& url);
 
  private:
-  static void on_connection(uv_stream_t* server, int status);
+  void on_connection(int fd);
 
   Proxy& proxy_;
-  uv_tcp_t server_{};
-  bool started_ = false;
+  std::unique_ptr<Listener> listener_;
+  int open_connections_ = 0;
+  uint64_t refused_busy_ = 0;  // past kMaxConnections (logged now and then)
+  uint64_t last_busy_log_ms_ = 0;
 };
 
 }  // namespace psync::proxy

@@ -102,7 +102,7 @@ StatusView Proxy::status_view() const {
     r.ip = s->ip();
     r.listening_port = s->listening_port();
     r.state = ReplicaSession::state_name(s->state());
-    r.replicating = s->replicating();
+    r.past_handshake = s->past_handshake();
     r.sync = ReplicaSession::sync_name(s->sync_kind());
     r.acked_offset = s->acked_offset();
     r.sent_offset = s->cursor() == 0 ? 0 : s->cursor() - 1;
@@ -199,7 +199,9 @@ std::string render_status_json(const StatusView& v) {
                    {"sync_partial_err", c.sync_partial_err},
                    {"upstream_partial_resyncs", up.partial_resyncs},
                    {"connections_received", c.connections_received},
-                   {"rejected_connections", c.rejected_connections}};
+                   {"rejected_connections", c.rejected_connections},
+                   {"rejected_out_of_fds", c.rejected_out_of_fds},
+                   {"closed_replica_timeouts", c.closed_replica_timeouts}};
   // Never throws (the liveness probe must not kill the proxy): peer strings
   // are ASCII-safe already (protocol/text.h); any other byte that is not
   // UTF-8 (a --dir path) is replaced by U+FFFD.

@@ -73,7 +73,7 @@ struct StatusView {
     std::string ip;
     int listening_port = 0;
     std::string state;  // ReplicaSession::state_name()
-    bool replicating = false;
+    bool past_handshake = false;  // a replica (or waiting for a snapshot to become one)
     std::string sync;  // ReplicaSession::sync_name()
     int64_t acked_offset = 0;
     uint64_t sent_offset = 0;

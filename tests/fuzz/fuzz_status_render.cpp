@@ -165,7 +165,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             fill(r.ip, 64);
             r.listening_port = static_cast<int>(num.next() % 70000) - 1000;
             fill(r.state, 16);
-            r.replicating = num.next() & 1;
+            r.past_handshake = num.next() & 1;
             fill(r.sync, 16);
             r.acked_offset = static_cast<int64_t>(num.next());
             r.sent_offset = num.next();

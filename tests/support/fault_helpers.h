@@ -40,6 +40,11 @@ std::string grep_log(const std::string& path, const std::string& needle, size_t 
 
 // Resident memory of a process, in KB (VmRSS); -1 if unknown.
 long rss_kb(pid_t pid);
+// CPU time a process has used so far (user + system, from /proc/<pid>/stat), in seconds;
+// -1 if unknown.
+double cpu_seconds(pid_t pid);
+// Number of file descriptors a process has open (entries of /proc/<pid>/fd); -1 if unknown.
+int open_fds(pid_t pid);
 
 // Names of the entries of a directory, sorted ("" entries never; empty if unreadable).
 std::vector<std::string> dir_entries(const std::string& dir);

@@ -60,6 +60,12 @@ void Process::spawn(const std::vector<std::string>& argv, const std::string& out
         fsize.rlim_cur = static_cast<rlim_t>(*file_size_limit_);
         if (fsize.rlim_max != RLIM_INFINITY && fsize.rlim_cur > fsize.rlim_max) fsize.rlim_cur = fsize.rlim_max;
     }
+    rlimit nofile{};
+    if (open_files_limit_) {
+        ::getrlimit(RLIMIT_NOFILE, &nofile);
+        nofile.rlim_cur = static_cast<rlim_t>(*open_files_limit_);
+        if (nofile.rlim_max != RLIM_INFINITY && nofile.rlim_cur > nofile.rlim_max) nofile.rlim_cur = nofile.rlim_max;
+    }
 
     pid_t pid = ::fork();
     if (pid == 0) {
@@ -69,7 +75,8 @@ void Process::spawn(const std::vector<std::string>& argv, const std::string& out
         sigemptyset(&none);
         ::sigprocmask(SIG_SETMASK, &none, nullptr);
         ::signal(SIGPIPE, SIG_DFL);
-        if (file_size_limit_ && ::setrlimit(RLIMIT_FSIZE, &fsize) != 0) {
+        if ((file_size_limit_ && ::setrlimit(RLIMIT_FSIZE, &fsize) != 0) ||
+            (open_files_limit_ && ::setrlimit(RLIMIT_NOFILE, &nofile) != 0)) {
             int e = errno;  // reported by the parent as a failed exec
             ssize_t ignored = ::write(err_pipe[1], &e, sizeof e);
             (void)ignored;

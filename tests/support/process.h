@@ -44,6 +44,9 @@ public:
     // (nullopt: inherited). Writes past it fail with EFBIG, like a full disk. Raise it on the
     // running child with prlimit(2) (same user: no privilege needed for a soft limit).
     void set_file_size_limit(std::optional<uint64_t> bytes) { file_size_limit_ = bytes; }
+    // RLIMIT_NOFILE soft limit (open file descriptors) set in the child before exec, for the
+    // next spawn()s (nullopt: inherited). Past it, open/socket/accept fail with EMFILE.
+    void set_open_files_limit(std::optional<uint64_t> fds) { open_files_limit_ = fds; }
 
     pid_t pid() const { return pid_; }
     bool started() const { return pid_ > 0; }
@@ -53,6 +56,7 @@ public:
 private:
     pid_t pid_ = -1;
     std::optional<uint64_t> file_size_limit_;
+    std::optional<uint64_t> open_files_limit_;
     bool reaped_ = false;
     int status_ = 0;
 };

@@ -52,6 +52,7 @@ void ProxyProcess::start() {
         if (!options_.requirepass.empty()) argv.insert(argv.end(), {"--requirepass", options_.requirepass});
         argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
         process_.set_file_size_limit(options_.file_size_limit);
+        process_.set_open_files_limit(options_.open_files_limit);
         process_.spawn(argv, log_path());
 
         std::string why = "no answer yet";

@@ -24,6 +24,7 @@ struct ProxyOptions {
     std::vector<std::string> extra_args;
     std::string data_dir;      // --dir; "" = <sandbox>/<name>/data, created by the sandbox
     std::optional<uint64_t> file_size_limit;  // RLIMIT_FSIZE of the proxy (see Process)
+    std::optional<uint64_t> open_files_limit;  // RLIMIT_NOFILE of the proxy (see Process)
 };
 
 class ProxyProcess {

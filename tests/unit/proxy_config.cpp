@@ -172,3 +172,90 @@ TEST_CASE("config file: an unknown name or a bad value names the line") {
   CHECK(r.exit);
   CHECK(r.exit_code == 2);
 }
+
+TEST_CASE("config: --replica-timeout: seconds > 0, default 60, in the config file too") {
+  CHECK(parse({"--upstream", "h:1"}).config.replica_timeout_s == 60);
+  auto r = parse({"--upstream", "h:1", "--replica-timeout", "2.5"});
+  REQUIRE_FALSE(r.exit);
+  CHECK(r.config.replica_timeout_s == 2.5);
+  for (const char* bad : {"0", "-1", "soon", ""}) {
+    CAPTURE(bad);
+    r = parse({"--upstream", "h:1", "--replica-timeout", bad});
+    CHECK(r.exit);
+    CHECK(r.exit_code == 2);
+  }
+  std::string path = write_temp("upstream h:1\nreplica-timeout 7\n");
+  r = parse({"--config", path});
+  unlink(path.c_str());
+  REQUIRE_FALSE(r.exit);
+  CHECK(r.config.replica_timeout_s == 7);
+}
+
+TEST_CASE("config: --requirepass-file and --masterauth-file read the password, trailing newlines dropped") {
+  std::string req = write_temp("from the file\n");
+  std::string auth = write_temp("m4ster\r\n");
+  auto r = parse({"--upstream", "h:1", "--requirepass-file", req, "--masterauth-file", auth});
+  REQUIRE_FALSE(r.exit);
+  CHECK(r.config.requirepass == "from the file");
+  CHECK(r.config.masterauth == "m4ster");
+  // Inner newlines and spaces are the password's.
+  std::string odd = write_temp(" two\nlines \n\n");
+  r = parse({"--upstream", "h:1", "--requirepass-file", odd});
+  REQUIRE_FALSE(r.exit);
+  CHECK(r.config.requirepass == " two\nlines ");
+  // In the config file, by the same names.
+  std::string conf = write_temp("upstream h:1\nrequirepass-file " + req + "\nmasterauth-file " + auth + "\n");
+  r = parse({"--config", conf});
+  REQUIRE_FALSE(r.exit);
+  CHECK(r.config.requirepass == "from the file");
+  CHECK(r.config.masterauth == "m4ster");
+  // --masteruser is satisfied by a masterauth from a file.
+  r = parse({"--upstream", "h:1", "--masteruser", "u", "--masterauth-file", auth});
+  CHECK_FALSE(r.exit);
+  for (const auto& p : {req, auth, odd, conf}) unlink(p.c_str());
+}
+
+TEST_CASE("config: a missing, empty or huge password file, or a password given two ways, is an error naming it") {
+  Config c;
+  std::string out = "unchanged", error;
+  CHECK(read_secret_file("/nonexistent/pw", out) == "cannot read /nonexistent/pw: No such file or directory");
+  std::string empty = write_temp("\n");
+  CHECK(read_secret_file(empty, out) == empty + " is empty (it must hold the password)");
+  std::string huge = write_temp(std::string(70 * 1024, 'p'));
+  CHECK(read_secret_file(huge, out) == huge + " is larger than 64 KB: not a password file");
+  CHECK(out == "unchanged");
+  CHECK(parse({"--upstream", "h:1", "--requirepass-file", "/nonexistent/pw"}).exit_code == 2);
+  CHECK(parse({"--upstream", "h:1", "--masterauth-file", empty}).exit_code == 2);
+
+  std::string pw = write_temp("pw\n");
+  CHECK(parse({"--upstream", "h:1", "--requirepass", "x", "--requirepass-file", pw}).exit_code == 2);
+  CHECK(parse({"--upstream", "h:1", "--masterauth", "x", "--masterauth-file", pw}).exit_code == 2);
+  // One in the config file, the other as a flag: an error too, naming both.
+  std::string conf = write_temp("upstream h:1\nrequirepass inline\n");
+  CHECK(parse({"--config", conf, "--requirepass-file", pw}).exit_code == 2);
+  std::string both = write_temp("upstream h:1\nrequirepass-file " + pw + "\nrequirepass inline\n");
+  CHECK_FALSE(apply_config_file(both, c, error));
+  CHECK(error == both + ":3: requirepass: cannot be given with requirepass-file (the same password two ways): keep one");
+  // The same form twice: the flag overrides the file, as for every option.
+  auto r = parse({"--config", conf, "--requirepass", "flag"});
+  REQUIRE_FALSE(r.exit);
+  CHECK(r.config.requirepass == "flag");
+  for (const auto& p : {empty, huge, pw, conf, both}) unlink(p.c_str());
+}
+
+TEST_CASE("config: passwords given as flags are overwritten in argv, nothing else is") {
+  std::vector<std::string> args = {"psync-proxy", "--upstream", "h:1", "--requirepass", "s3cret",
+                                   "--masterauth=m4ster", "--requireuser", "s3cret-user", "--requirepass-file",
+                                   "/run/pw"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  CHECK(hide_secret_args(static_cast<int>(argv.size()), argv.data()) == "--requirepass, --masterauth");
+  CHECK(std::string(argv[4]) == "xxxxxx");
+  CHECK(std::string(argv[5]) == "--masterauth=xxxxxx");
+  CHECK(std::string(argv[7]) == "s3cret-user");
+  CHECK(std::string(argv[9]) == "/run/pw");
+  std::vector<std::string> none = {"psync-proxy", "--upstream", "h:1", "--requirepass"};  // no value
+  argv.clear();
+  for (auto& a : none) argv.push_back(a.data());
+  CHECK(hide_secret_args(static_cast<int>(argv.size()), argv.data()).empty());
+}

@@ -42,7 +42,7 @@ StatusView busy_view() {
   online.ip = "127.0.0.1";
   online.listening_port = 6381;
   online.state = "online";
-  online.replicating = true;
+  online.past_handshake = true;
   online.sync = "full";
   online.acked_offset = 800;
   online.sent_offset = 900;
@@ -89,7 +89,7 @@ TEST_CASE("status view: the /status fields, with null where a value is unknown")
   CHECK(keys(j["snapshot"]) == std::set<std::string>{"offset", "fullresync_offset", "bytes", "replid", "created_unix", "age_seconds"});
   CHECK(keys(j["counters"]) == std::set<std::string>{"sync_full", "sync_partial_ok", "sync_partial_err",
                                                      "upstream_partial_resyncs", "connections_received",
-                                                     "rejected_connections"});
+                                                     "rejected_connections", "rejected_out_of_fds", "closed_replica_timeouts"});
   REQUIRE(j["replicas"].size() == 3);
   CHECK(j["replicas"][0]["lag_seconds"] == 0.5);
   CHECK_FALSE(j["replicas"][0].contains("bulk_bytes_sent"));
