@@ -251,9 +251,9 @@ TEST_CASE("peer text: a replica's command name and PSYNC arguments that are not 
     m.send_payload(small_rdb(), 0);
     const json ready = proxy.wait_snapshot();
     const std::string replid = json_str(ready, "/proxy/replid");
-    // Not about peer text: /status says what the log keeps, since --backlog-size is not enforced.
+    // Not about peer text: /status says what the log keeps.
     CHECK(json_int(ready, "/log/backlog_size_configured") == 256 << 20);
-    CHECK(json_str(ready, "/log/retention").find("--backlog-size (256.0 MB) is not enforced yet") != std::string::npos);
+    CHECK(json_str(ready, "/log/retention").find("--backlog-size (256.0 MB) before the snapshot") != std::string::npos);
 
     {
         ScriptedReplica r(proxy.port());
