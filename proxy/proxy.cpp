@@ -7,7 +7,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -24,18 +23,14 @@
 #include "proxy/status_http.h"
 #include "proxy/live_feed.h"
 #include "proxy/refresher.h"
+#include "proxy/status_view.h"
 
 namespace psync::proxy {
 
 namespace {
 const char* kComponent = "proxy";
 const std::string kOwnPing = "*1\r\n$4\r\nPING\r\n";
-const std::string kNoReplid(40, '0');
 
-std::string process_run_id() {
-  static const std::string id = random_replid();
-  return id;
-}
 
 // Splits a sockaddr into printable IP and port.
 void peer_of(const sockaddr_storage& ss, std::string& ip, int& port) {
@@ -93,6 +88,11 @@ void warn_if_few_descriptors(const Config& config) {
            config.max_clients);
 }
 }  // namespace
+
+std::string process_run_id() {
+  static const std::string id = random_replid();
+  return id;
+}
 
 std::string random_replid() {
   static std::random_device rd;
@@ -438,114 +438,10 @@ void Proxy::on_keepalive_timer(uv_timer_t* t) {
 
 // ---------------------------------------------------------------- INFO / ROLE
 
-std::string Proxy::info(std::string_view section) const {
-  bool all = section.empty() || protocol::iequals(section, "default") ||
-             protocol::iequals(section, "all") || protocol::iequals(section, "everything");
-  std::string out;
-  auto add = [&out](const std::string& line) { out += line + "\r\n"; };
-  if (all || protocol::iequals(section, "server")) {
-    utsname u{};
-    uname(&u);
-    auto up = static_cast<uint64_t>(uptime_seconds());
-    add("# Server");
-    add("redis_version:7.0.0");
-    add(std::string("psync_proxy_version:") + PSYNC_PROXY_VERSION);
-    add("redis_mode:standalone");
-    add(std::string("os:") + u.sysname + " " + u.release + " " + u.machine);
-    add("arch_bits:64");
-    add("multiplexing_api:epoll");
-    add("process_id:" + std::to_string(getpid()));
-    add("run_id:" + process_run_id());
-    add("tcp_port:" + std::to_string(config_.port));
-    add("uptime_in_seconds:" + std::to_string(up));
-    add("uptime_in_days:" + std::to_string(up / 86400));
-    add("executable:psync-proxy");
-    add("config_file:");
-    out += "\r\n";
-  }
-  if (all || protocol::iequals(section, "replication")) {
-    add("# Replication");
-    add("role:master");
-    int n = 0;
-    std::string slaves;
-    for (const auto& s : sessions_) {
-      if (!s->past_handshake() || s->closing()) continue;
-      double lag = s->seconds_since_ack();
-      slaves += "slave" + std::to_string(n++) + ":ip=" + s->ip() +
-                ",port=" + std::to_string(s->listening_port()) +
-                ",state=" + ReplicaSession::state_name(s->state()) +
-                ",offset=" + std::to_string(s->acked_offset()) +
-                ",lag=" + std::to_string(lag < 0 ? 0 : static_cast<int64_t>(lag)) + "\r\n";
-    }
-    add("connected_slaves:" + std::to_string(n));
-    out += slaves;
-    add("master_failover_state:no-failover");
-    add("master_replid:" + (replid().empty() ? kNoReplid : replid()));
-    add("master_replid2:" + kNoReplid);
-    add("master_repl_offset:" + std::to_string(visible_end()));
-    add("second_repl_offset:-1");
-    add(std::string("repl_backlog_active:") + (store_.snapshot() ? "1" : "0"));
-    uint64_t floor = psync_floor();
-    uint64_t histlen = visible_end() + 1 - std::min(floor, visible_end() + 1);
-    // --backlog-size is not enforced yet (the log keeps every byte since the
-    // snapshot): the size reported is what is kept, never more than what a
-    // PSYNC can be served from. /status log.retention says so in words.
-    add("repl_backlog_size:" + std::to_string(histlen));
-    add("repl_backlog_first_byte_offset:" + std::to_string(floor));
-    add("repl_backlog_histlen:" + std::to_string(histlen));
-    out += "\r\n";
-  }
-  if (all || protocol::iequals(section, "persistence")) {
-    // The proxy's snapshot as Redis reports its RDB: a BGSAVE on the proxy is
-    // a snapshot refresh (proxy/refresher.h).
-    const Refresher::Stats& r = refresher_->stats();
-    const auto& snap = store_.snapshot();
-    add("# Persistence");
-    add("loading:0");
-    add("rdb_changes_since_last_save:" + std::to_string(commands_since_snapshot()));
-    add(std::string("rdb_bgsave_in_progress:") + (refresher_->active() ? "1" : "0"));
-    add("rdb_last_save_time:" + std::to_string(snap ? snap->created_unix() : 0));
-    add(std::string("rdb_last_bgsave_status:") + (r.failed > 0 && !r.last_error.empty() ? "err" : "ok"));
-    add("rdb_last_bgsave_time_sec:" +
-        std::to_string(r.last_attempt_unix && !refresher_->active() ? static_cast<int64_t>(r.last_duration_s) : -1));
-    add("rdb_current_bgsave_time_sec:" +
-        std::to_string(refresher_->active() ? static_cast<int64_t>(time(nullptr) - r.last_attempt_unix) : -1));
-    add("rdb_saves:" + std::to_string(r.done));
-    add("aof_enabled:0");
-    out += "\r\n";
-  }
-  if (all || protocol::iequals(section, "stats")) {
-    add("# Stats");
-    add("total_connections_received:" + std::to_string(counters_.connections_received));
-    add("total_commands_processed:" + std::to_string(counters_.commands_processed));
-    add("total_net_input_bytes:" + std::to_string(counters_.net_input_bytes));
-    add("total_net_output_bytes:" + std::to_string(counters_.net_output_bytes));
-    add("rejected_connections:" + std::to_string(counters_.rejected_connections));
-    add("sync_full:" + std::to_string(counters_.sync_full));
-    add("sync_partial_ok:" + std::to_string(counters_.sync_partial_ok));
-    add("sync_partial_err:" + std::to_string(counters_.sync_partial_err));
-    out += "\r\n";
-  }
-  if (out.size() >= 2) out.resize(out.size() - 2);  // no blank line after the last section
-  return out;
-}
+std::string Proxy::start_refresh(const std::string& trigger) { return refresher_->start(trigger); }
 
-std::string Proxy::role_reply() const {
-  std::string out = protocol::array_header(3);
-  out += protocol::bulk_string("master");
-  out += protocol::integer_reply(static_cast<int64_t>(visible_end()));
-  std::vector<const ReplicaSession*> online;
-  for (const auto& s : sessions_) {
-    if (s->state() == ReplicaSession::State::kOnline && !s->closing()) online.push_back(s.get());
-  }
-  out += protocol::array_header(online.size());
-  for (const auto* s : online) {
-    out += protocol::array_header(3);
-    out += protocol::bulk_string(s->ip());
-    out += protocol::bulk_string(std::to_string(s->listening_port()));
-    out += protocol::bulk_string(std::to_string(s->acked_offset()));
-  }
-  return out;
-}
+std::string Proxy::info(std::string_view section) const { return render_info(status_view(), section); }
+
+std::string Proxy::role_reply() const { return render_role(status_view()); }
 
 }  // namespace psync::proxy

@@ -22,6 +22,7 @@
 #include "backlog/lineage_store.h"
 #include "backlog/snapshot_store.h"
 #include "proxy/config.h"
+#include "proxy/replica_session.h"
 
 namespace psync::proxy {
 
@@ -50,7 +51,7 @@ struct Counters {
   uint64_t closed_replica_timeouts = 0;  // --replica-timeout (ReplicaSession::on_second)
 };
 
-class Proxy {
+class Proxy : public SessionHost {
  public:
   Proxy(uv_loop_t* loop, Config config);
   ~Proxy();
@@ -63,15 +64,15 @@ class Proxy {
   // Stops accepting, closes every link. The loop ends once handles close.
   void shutdown();
 
-  uv_loop_t* loop() const { return loop_; }
-  const Config& config() const { return config_; }
-  Counters& counters() { return counters_; }
+  uv_loop_t* loop() const override { return loop_; }
+  const Config& config() const override { return config_; }
+  Counters& counters() override { return counters_; }
   const Counters& counters() const { return counters_; }
   double uptime_seconds() const;
 
   // ----- The lineage and its log -----
   backlog::LineageStore& store() { return store_; }
-  const backlog::LineageStore& store() const { return store_; }
+  const backlog::LineageStore& store() const override { return store_; }
   const std::string& replid() const { return store_.replid(); }  // "" before the first snapshot
   const std::shared_ptr<backlog::Snapshot>& snapshot() const { return store_.snapshot(); }
   const backlog::ReplicationLog& log() const { return store_.log(); }
@@ -125,15 +126,16 @@ class Proxy {
   // callbacks run in their own phase of the loop, never inside another
   // callback, so any loop over sessions() may close sessions as it goes: the
   // list does not change under it.
-  void session_closed(ReplicaSession* session);
+  void session_closed(ReplicaSession* session) override;
   const std::list<std::unique_ptr<ReplicaSession>>& sessions() const { return sessions_; }
   // user: from AUTH <user> <pass>; nullopt for AUTH <pass>.
-  bool check_password(std::optional<std::string_view> user, std::string_view pass) const;
+  bool check_password(std::optional<std::string_view> user, std::string_view pass) const override;
+  std::string start_refresh(const std::string& trigger) override;
 
   // INFO text for a section ("" / "default" / "all": server, replication,
   // stats), ROLE reply.
-  std::string info(std::string_view section) const;
-  std::string role_reply() const;
+  std::string info(std::string_view section) const override;
+  std::string role_reply() const override;
   // What /status and /metrics show, as plain values (proxy/status_view.h),
   // and the two renderings of it: the /status JSON, the Prometheus text.
   StatusView status_view() const;
@@ -187,6 +189,8 @@ bool constant_time_equals(std::string_view a, std::string_view b);
 
 // A fresh random 40-hex replication ID.
 std::string random_replid();
+// This process's run_id (INFO server): one random ID for its lifetime.
+std::string process_run_id();
 // Milliseconds on a monotonic clock.
 uint64_t now_ms();
 

@@ -15,7 +15,6 @@
 #include "protocol/text.h"
 #include "proxy/log.h"
 #include "proxy/proxy.h"
-#include "proxy/refresher.h"
 
 namespace psync::proxy {
 
@@ -49,8 +48,9 @@ const char* ReplicaSession::sync_name(SyncKind k) {
   return "?";
 }
 
-ReplicaSession::ReplicaSession(Proxy& proxy, uint64_t id, int fd, std::string ip, int port)
-    : proxy_(proxy), id_(id), fd_(fd), ip_(std::move(ip)), port_(port), created_ms_(now_ms()) {}
+ReplicaSession::ReplicaSession(SessionHost& host, uint64_t id, int fd, std::string ip, int port)
+    : proxy_(host),
+      store_(host.store()), id_(id), fd_(fd), ip_(std::move(ip)), port_(port), created_ms_(now_ms()) {}
 
 ReplicaSession::~ReplicaSession() {
   if (fd_ >= 0) ::close(fd_);
@@ -251,7 +251,7 @@ void ReplicaSession::dispatch(std::vector<std::string>& args) {
     reply(protocol::bulk_string(proxy_.info(args.size() > 1 ? args[1] : "")));
   } else if (iequals(cmd, "BGSAVE")) {
     // A fresh snapshot of the master, within the lineage (proxy/refresher.h).
-    std::string why_not = proxy_.refresher().start("BGSAVE from " + address());
+    std::string why_not = proxy_.start_refresh("BGSAVE from " + address());
     reply(why_not.empty() ? protocol::simple_string("Background saving started")
                           : protocol::error_reply("ERR " + why_not));
   } else if (iequals(cmd, "ROLE")) {
@@ -346,7 +346,7 @@ void ReplicaSession::cmd_psync(const std::vector<std::string>& args) {
     reply(protocol::error_reply("ERR wrong number of arguments for 'psync' command"));
     return;
   }
-  if (!proxy_.snapshot()) {
+  if (!store_.snapshot()) {
     // Redis 4.0+ retries shortly; 2.8-3.2 fall back to SYNC and are held.
     reply(protocol::error_reply(
         "NOMASTERLINK Can't SYNC while not connected with my master (psync-proxy has no "
@@ -357,24 +357,24 @@ void ReplicaSession::cmd_psync(const std::vector<std::string>& args) {
   const std::string& want_id = args[1];
   auto offset = protocol::parse_i64(args[2]);
   if (want_id != "?" && offset && *offset >= 0 &&
-      proxy_.can_continue(want_id, static_cast<uint64_t>(*offset))) {
+      store_.can_continue(want_id, static_cast<uint64_t>(*offset))) {
     start_partial_resync(static_cast<uint64_t>(*offset));
     return;
   }
   if (want_id != "?") {
     proxy_.counters().sync_partial_err++;
-    if (want_id != proxy_.replid()) {
+    if (want_id != store_.replid()) {
       LOG_INFO(kComponent,
                "replica %s asked for a partial resync of replid %s, which is not this lineage's "
                "(%s): full resync",
-               address().c_str(), protocol::peer_text(want_id, 64).c_str(), proxy_.replid().c_str());
+               address().c_str(), protocol::peer_text(want_id, 64).c_str(), store_.replid().c_str());
     } else {
       LOG_INFO(kComponent,
                "replica %s asked for a partial resync from offset %s, outside the retained log "
                "(%llu-%llu): full resync",
                address().c_str(), protocol::peer_text(args[2], 32).c_str(),
-               static_cast<unsigned long long>(proxy_.psync_floor()),
-               static_cast<unsigned long long>(proxy_.visible_end() + 1));
+               static_cast<unsigned long long>(store_.psync_floor()),
+               static_cast<unsigned long long>(store_.committed_end() + 1));
     }
   }
   start_full_resync();
@@ -382,7 +382,7 @@ void ReplicaSession::cmd_psync(const std::vector<std::string>& args) {
 
 void ReplicaSession::cmd_sync() {
   if (past_handshake()) return;
-  if (!proxy_.snapshot()) {
+  if (!store_.snapshot()) {
     LOG_INFO(kComponent, "client %s sent SYNC before the first snapshot: held until it exists",
              address().c_str());
     state_ = State::kWaitSnapshot;
@@ -393,13 +393,13 @@ void ReplicaSession::cmd_sync() {
 }
 
 void ReplicaSession::start_full_resync() {
-  const auto& snap = proxy_.snapshot();
+  const auto& snap = store_.snapshot();
   char header[128];
   int n = 0;
   if (via_psync_) {
     // The replica's offset after the RDB and the snapshot's prefix (SELECT
     // <db at S> for a refreshed snapshot) is S: the log follows from S+1.
-    n = snprintf(header, sizeof header, "+FULLRESYNC %s %llu\r\n", proxy_.replid().c_str(),
+    n = snprintf(header, sizeof header, "+FULLRESYNC %s %llu\r\n", store_.replid().c_str(),
                  static_cast<unsigned long long>(snap->fullresync_offset()));
   }
   snprintf(header + n, sizeof header - static_cast<size_t>(n), "$%llu\r\n",
@@ -419,7 +419,7 @@ void ReplicaSession::start_full_resync() {
 }
 
 void ReplicaSession::start_partial_resync(uint64_t offset) {
-  std::string line = capa_psync2_ ? "+CONTINUE " + proxy_.replid() + "\r\n" : "+CONTINUE\r\n";
+  std::string line = capa_psync2_ ? "+CONTINUE " + store_.replid() + "\r\n" : "+CONTINUE\r\n";
   out_ += line;
   cursor_ = offset;
   state_ = State::kOnline;
@@ -427,7 +427,7 @@ void ReplicaSession::start_partial_resync(uint64_t offset) {
   acked_offset_ = static_cast<int64_t>(offset) - 1;
   last_ack_ms_ = now_ms();
   proxy_.counters().sync_partial_ok++;
-  uint64_t behind = proxy_.visible_end() + 1 - offset;
+  uint64_t behind = store_.committed_end() + 1 - offset;
   LOG_INFO(kComponent, "replica %s (listening port %d) partial resync from offset %llu (%s behind)",
            address().c_str(), listening_port_, static_cast<unsigned long long>(offset),
            human_bytes(static_cast<double>(behind)).c_str());
@@ -580,13 +580,13 @@ void ReplicaSession::pump() {
                address().c_str(), listening_port_);
       continue;
     }
-    if (state_ == State::kOnline && cursor_ <= proxy_.visible_end()) {
-      auto& log = proxy_.log();
+    if (state_ == State::kOnline && cursor_ <= store_.committed_end()) {
+      auto& log = store_.log();
       if (!log.contains(cursor_)) {
         close("its position " + std::to_string(cursor_) + " left the retained log");
         return;
       }
-      uint64_t avail = proxy_.visible_end() + 1 - cursor_;
+      uint64_t avail = store_.committed_end() + 1 - cursor_;
       size_t want = static_cast<size_t>(std::min<uint64_t>({avail, kSendChunk, budget}));
       backlog::Span span = log.span(cursor_, want);
       size_t n = 0;

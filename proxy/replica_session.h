@@ -42,16 +42,40 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "backlog/lineage_store.h"
 #include "backlog/snapshot_store.h"
 #include "protocol/request_parser.h"
 
 namespace psync::proxy {
 
-class Proxy;
+struct Config;
+struct Counters;
+class ReplicaSession;
+
+// What a session needs of the proxy, and nothing more: the lineage it reads
+// (the store: snapshot, replid, the committed log), the configuration and
+// counters, and a few services. Proxy implements it.
+class SessionHost {
+ public:
+  virtual ~SessionHost() = default;
+  virtual uv_loop_t* loop() const = 0;
+  virtual const Config& config() const = 0;
+  virtual Counters& counters() = 0;
+  virtual const backlog::LineageStore& store() const = 0;
+  // user: from AUTH <user> <pass>; nullopt for AUTH <pass>.
+  virtual bool check_password(std::optional<std::string_view> user, std::string_view pass) const = 0;
+  virtual std::string info(std::string_view section) const = 0;
+  virtual std::string role_reply() const = 0;
+  // BGSAVE: starts a snapshot refresh; "" or why not.
+  virtual std::string start_refresh(const std::string& trigger) = 0;
+  // The session's handle is closed: the host deletes it.
+  virtual void session_closed(ReplicaSession* session) = 0;
+};
 
 class ReplicaSession {
  public:
@@ -61,7 +85,7 @@ class ReplicaSession {
   enum class State { kHandshake, kWaitSnapshot, kSendBulk, kOnline };
   enum class SyncKind { kNone, kFull, kPartial };
 
-  ReplicaSession(Proxy& proxy, uint64_t id, int fd, std::string ip, int port);
+  ReplicaSession(SessionHost& host, uint64_t id, int fd, std::string ip, int port);
   ~ReplicaSession();
   ReplicaSession(const ReplicaSession&) = delete;
   ReplicaSession& operator=(const ReplicaSession&) = delete;
@@ -129,7 +153,8 @@ class ReplicaSession {
   // flight for timeout_ms with no ACK from the peer's kernel (TCP_INFO).
   bool socket_peer_gone(uint64_t now, uint64_t timeout_ms);
 
-  Proxy& proxy_;
+  SessionHost& proxy_;
+  const backlog::LineageStore& store_;  // what the session serves: read only
   uint64_t id_;
   int fd_;
   std::string ip_;

@@ -31,6 +31,10 @@ StatusView Proxy::status_view() const {
   v.proxy.offset = visible_end();
   v.proxy.uptime_seconds = uptime_seconds();
   v.proxy.pid = getpid();
+  v.proxy.run_id = process_run_id();
+  v.proxy.port = config_.port;
+  v.proxy.psync_floor = psync_floor();
+  v.proxy.commands_since_snapshot = commands_since_snapshot();
 
   v.upstream.address = config_.upstream.str();
   v.upstream.state = Link::state_name(up.state());

@@ -25,6 +25,11 @@ struct StatusView {
     uint64_t offset = 0;  // visible end: the last byte replicas may read
     double uptime_seconds = 0;
     int64_t pid = 0;
+    // For INFO (not in /status):
+    std::string run_id;             // the process's run_id (INFO server)
+    uint16_t port = 0;              // the replica port
+    uint64_t psync_floor = 0;       // first offset a PSYNC may ask for
+    uint64_t commands_since_snapshot = 0;
   };
   struct UpstreamPart {
     std::string address;
@@ -114,6 +119,12 @@ struct StatusView {
 // GET /status: the JSON document (README "Status endpoint"), pretty-printed,
 // with a final newline. Never throws: bytes that are not UTF-8 become U+FFFD.
 std::string render_status_json(const StatusView& view);
+
+// INFO [section] and ROLE as a Redis 7 master answers them (proxy/info.cpp):
+// the INFO text (sections server, replication, persistence, stats; "",
+// "default", "all" and "everything" for all) and the whole ROLE reply.
+std::string render_info(const StatusView& view, std::string_view section);
+std::string render_role(const StatusView& view);
 
 // GET /metrics: the Prometheus text format (proxy/metrics.cpp).
 std::string render_metrics_text(const StatusView& view);

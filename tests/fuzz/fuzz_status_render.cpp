@@ -144,7 +144,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         fill(v.upstream.replid, 64);
         if (num.next() & 1) v.upstream.offset = num.next();
         v.upstream.partial_resyncs = num.next();
-        v.log = {num.next(), num.next(), num.next(), num.next(), num.next()};
+        v.log.first_offset = num.next();
+        v.log.last_offset = num.next();
+        v.log.bytes_on_disk = num.next();
+        v.log.segments = num.next();
+        v.log.open_files = num.next();
+        v.log.backlog_size_configured = num.next();
+        v.log.refresh_enabled = num.next() & 1;
+        fill(v.refresh.state, 16);
+        fill(v.refresh.last_error, 1024);
+        fill(v.refresh.last_trigger, 256);
+        v.refresh.aligned = num.next() & 1;
         fill(v.storage.dir, 256);
         v.storage.ok = num.next() & 1;
         fill(v.storage.last_error, 1024);

@@ -252,7 +252,7 @@ TEST_CASE("limits: clients that pipeline INFO and never read hold the proxy with
     check_clean_shutdown(*c.proxy);
 }
 
-TEST_CASE("limits: the status port: past 64 open connections a new one gets 503 at once; idle ones are closed after 5 s") {
+TEST_CASE("limits: the status port: past 64 open connections a new one gets 503 at once, and idle ones are closed after 5 s") {
     ProxiedCluster c;
     c.start(1, 10);
     // 64 connections that never send a request.

@@ -179,7 +179,7 @@ TEST_CASE("replication log: truncating back into a closed segment writes on in i
   CHECK(std::string(buf, 8) == "abcdeXYZ");
 }
 
-TEST_CASE("lineage store: a refreshed snapshot at X serves full resyncs; retention keeps X+1-backlog and what a full resync in progress reads") {
+TEST_CASE("lineage store: a refreshed snapshot at X serves full resyncs, retention keeps X+1-backlog and what a full resync in progress reads") {
   TempDir dir;
   LineageStore store(dir.path, 10);
   store.reset(1);

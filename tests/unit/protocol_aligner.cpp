@@ -261,7 +261,7 @@ void change_a_byte(std::string& b) {
 
 }  // namespace
 
-TEST_CASE("split_commands: commands with their db and end offset; PINGs and SELECTs dropped") {
+TEST_CASE("split_commands: commands with their db and end offset, PINGs and SELECTs dropped") {
   const std::string set = mb({"SET", "a", std::string("\r\n*1\r\n$4\r\nPING\r\n", 16)});
   const std::string incr = mb({"INCR", "c"});
   const std::string del = mb({"DEL", "x"});
@@ -479,7 +479,7 @@ TEST_CASE("every live command matched: the db at X is live_start_db, the db mark
   CHECK(served[1].db == 3);
 }
 
-TEST_CASE("MULTI/EXEC: forks before MULTI and after EXEC align; a fork inside a block is refused") {
+TEST_CASE("MULTI/EXEC: forks before MULTI and after EXEC align, a fork inside a block is refused") {
   const std::string prev = marker(1), mark = marker(2), multi = mb({"MULTI"}), exec = mb({"EXEC"});
   const std::string inc = mb({"INCR", "n"}), set = mb({"SET", "t", "1"});
   // A block in db 1 and an identical one in db 0: same bytes, other dbs.
@@ -577,7 +577,7 @@ TEST_CASE("a dropped command or two swapped commands on the new link: refused") 
   }
 }
 
-TEST_CASE("a copied output buffer: the new link's db at its start is wrong; refused unless it changes nothing") {
+TEST_CASE("a copied output buffer: the new link's db at its start is wrong, refused unless it changes nothing") {
   // The master used another replica's output buffer up to copy_at, then
   // tracked this link's db from 0: a command in db 0 after the copy gets no
   // SELECT and runs in the db the buffer left the link in.

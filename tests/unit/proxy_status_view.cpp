@@ -18,7 +18,11 @@ namespace {
 // A view as a busy proxy has it: a snapshot, replicas in every state.
 StatusView busy_view() {
   StatusView v;
-  v.proxy = {"0.1.0", "5f1c0e6a3b2d4c8e9f00112233445566778899aa", 900, 12.5, 4242};
+  v.proxy.version = "0.1.0";
+  v.proxy.replid = "5f1c0e6a3b2d4c8e9f00112233445566778899aa";
+  v.proxy.offset = 900;
+  v.proxy.uptime_seconds = 12.5;
+  v.proxy.pid = 4242;
   v.upstream.address = "10.0.0.5:6379";
   v.upstream.state = "streaming";
   v.upstream.link_up = true;
@@ -197,4 +201,33 @@ TEST_CASE("INFO repl_backlog_size is the bytes kept, not the --backlog-size that
   // /status says what is configured.
   json j = json::parse(p.proxy->status_json());
   CHECK(j["log"]["backlog_size_configured"] == 64ull << 20);
+}
+
+TEST_CASE("status view: INFO and ROLE render from the view as a Redis 7 master answers them") {
+  StatusView v = busy_view();
+  v.proxy.run_id = std::string(40, 'e');
+  v.proxy.port = 6380;
+  v.proxy.psync_floor = 101;
+  v.proxy.commands_since_snapshot = 77;
+  v.refresh.state = "aligning";
+  v.refresh.last_attempt_unix = time(nullptr) - 3;
+  const std::string info = render_info(v, "");
+  for (const char* section : {"# Server\r\n", "# Replication\r\n", "# Persistence\r\n", "# Stats\r\n"}) {
+    CHECK(info.find(section) != std::string::npos);
+  }
+  CHECK(info.find("run_id:" + std::string(40, 'e') + "\r\n") != std::string::npos);
+  CHECK(info.find("tcp_port:6380\r\n") != std::string::npos);
+  CHECK(info.find("master_repl_offset:900\r\n") != std::string::npos);
+  CHECK(info.find("repl_backlog_first_byte_offset:101\r\n") != std::string::npos);
+  CHECK(info.find("repl_backlog_histlen:800\r\n") != std::string::npos);
+  CHECK(info.find("rdb_changes_since_last_save:77\r\n") != std::string::npos);
+  CHECK(info.find("rdb_bgsave_in_progress:1\r\n") != std::string::npos);
+  // Only the replicas past their handshake are listed, with Redis's state names.
+  CHECK(info.find("slave0:ip=127.0.0.1,port=6381,state=online,") != std::string::npos);
+  CHECK(render_info(v, "persistence").rfind("# Persistence\r\n", 0) == 0);
+  CHECK(render_info(v, "nosuchsection").empty());
+  // ROLE: master, the offset, online replicas as [ip, port, acked offset] bulk strings.
+  const std::string role = render_role(v);
+  CHECK(role.rfind("*3\r\n$6\r\nmaster\r\n:900\r\n", 0) == 0);
+  CHECK(role.find("$9\r\n127.0.0.1\r\n$4\r\n6381\r\n") != std::string::npos);
 }
