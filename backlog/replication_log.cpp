@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 
 namespace psync::backlog {
 
@@ -64,6 +65,57 @@ void ReplicationLog::reset(uint64_t next_offset) {
   segments_.clear();
   next_offset_ = next_offset;
   remove_segment_files(dir_);
+}
+
+std::vector<ReplicationLog::SegmentInfo> ReplicationLog::segments() const {
+  std::vector<SegmentInfo> out;
+  for (const auto& seg : segments_) {
+    out.push_back({seg->path.substr(seg->path.rfind('/') + 1), seg->first_offset, seg->size});
+  }
+  return out;
+}
+
+void ReplicationLog::reopen(const std::vector<SegmentInfo>& segments, uint64_t first_offset, uint64_t next_offset) {
+  if (first_offset == 0 || next_offset < first_offset) throw std::invalid_argument("ReplicationLog::reopen: bad offsets");
+  std::deque<std::shared_ptr<Segment>> opened;
+  uint64_t expect = segments.empty() ? first_offset : segments.front().first_offset;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const SegmentInfo& info = segments[i];
+    if (info.first_offset != expect || info.file.find('/') != std::string::npos) {
+      throw std::invalid_argument("ReplicationLog::reopen: segments not contiguous at " + info.file);
+    }
+    auto seg = std::make_shared<Segment>();
+    seg->first_offset = info.first_offset;
+    seg->path = dir_ + "/" + info.file;
+    const bool last = i + 1 == segments.size();
+    seg->size = last ? next_offset - info.first_offset : info.size;
+    if (last && (next_offset < info.first_offset)) {
+      throw std::invalid_argument("ReplicationLog::reopen: the end lies before the last segment");
+    }
+    struct stat st;
+    if (::stat(seg->path.c_str(), &st) != 0) fail(seg->path, "stat", errno);
+    if (static_cast<uint64_t>(st.st_size) < seg->size) {
+      throw LogError(seg->path + ": holds " + std::to_string(st.st_size) + " bytes, the log needs " +
+                     std::to_string(seg->size));
+    }
+    if (last) {
+      int fd = open(seg->path.c_str(), O_RDWR | O_CLOEXEC);
+      if (fd < 0) fail(seg->path, "open", errno);
+      seg->file = std::make_shared<OpenFile>(fd);
+      // A torn tail (bytes appended and never committed before the crash).
+      if (static_cast<uint64_t>(st.st_size) > seg->size && ftruncate(fd, static_cast<off_t>(seg->size)) != 0) {
+        fail(seg->path, "ftruncate", errno);
+      }
+    }
+    expect = info.first_offset + seg->size;
+    opened.push_back(std::move(seg));
+  }
+  if (!segments.empty() && expect != next_offset) {
+    throw std::invalid_argument("ReplicationLog::reopen: the segments end at " + std::to_string(expect) +
+                                ", not at " + std::to_string(next_offset));
+  }
+  segments_ = std::move(opened);
+  next_offset_ = segments_.empty() ? first_offset : next_offset;
 }
 
 void ReplicationLog::open_segment(uint64_t first_offset) {

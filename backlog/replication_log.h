@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace psync::backlog {
 
@@ -63,6 +64,23 @@ class ReplicationLog {
   // Forgets and deletes every segment (files of an earlier run in dir
   // included) and starts empty: the next appended byte gets next_offset.
   void reset(uint64_t next_offset);
+
+  // A segment as a manifest lists it (restart): its file name in dir, first
+  // offset and size.
+  struct SegmentInfo {
+    std::string file;
+    uint64_t first_offset = 0;
+    uint64_t size = 0;
+  };
+  // The log as it stands: the segments in order (the last one's size is what
+  // the log holds of it).
+  std::vector<SegmentInfo> segments() const;
+  // Reopens segments an earlier run wrote (restart): they must be contiguous,
+  // and the log ends at next_offset - 1, inside or at the end of the last one
+  // (whose file is cut there: a torn tail goes). first_offset is the log's
+  // first byte when segments is empty. Throws LogError (a file that cannot be
+  // opened or is shorter than listed) or std::invalid_argument.
+  void reopen(const std::vector<SegmentInfo>& segments, uint64_t first_offset, uint64_t next_offset);
 
   // Appends bytes. Throws LogError on a failed write (ENOSPC, EIO ...); then
   // nothing of these bytes is in the log (last_offset() unchanged; the file is

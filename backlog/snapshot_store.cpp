@@ -55,6 +55,23 @@ Snapshot::Snapshot(std::string path, int fd, uint64_t size, uint64_t offset, std
       created_unix_(created_unix),
       prefix_(std::move(prefix)) {}
 
+std::shared_ptr<Snapshot> Snapshot::open(const std::string& path, uint64_t size, uint64_t offset,
+                                         std::string replid, int64_t created_unix, std::string prefix) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(path, "open", errno);
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    fail(path, "fstat", err);
+  }
+  if (static_cast<uint64_t>(st.st_size) != size) {
+    close(fd);
+    throw LogError(path + ": holds " + std::to_string(st.st_size) + " bytes, the manifest says " + std::to_string(size));
+  }
+  return std::make_shared<Snapshot>(path, fd, size, offset, std::move(replid), created_unix, std::move(prefix));
+}
+
 Snapshot::~Snapshot() {
   if (fd_ >= 0) close(fd_);
 }

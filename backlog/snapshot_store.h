@@ -21,6 +21,10 @@ class Snapshot {
   Snapshot(std::string path, int fd, uint64_t size, uint64_t offset, std::string replid,
            int64_t created_unix, std::string prefix = {});
   ~Snapshot();  // closes fd
+  // Reopens a stored snapshot file (restart). Throws LogError when it cannot
+  // be opened or does not hold exactly `size` bytes.
+  static std::shared_ptr<Snapshot> open(const std::string& path, uint64_t size, uint64_t offset,
+                                        std::string replid, int64_t created_unix, std::string prefix);
   Snapshot(const Snapshot&) = delete;
   Snapshot& operator=(const Snapshot&) = delete;
 

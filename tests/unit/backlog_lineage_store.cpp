@@ -2,6 +2,8 @@
 // upstream link starts are always the same fact.
 #include <doctest/doctest.h>
 #include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -233,4 +235,47 @@ TEST_CASE("lineage store: a refreshed snapshot at X serves full resyncs, retenti
   // backlog 0: only what a full resync from X needs (the segment holding X+1 = 71).
   store.trim(0, UINT64_MAX, problems);
   CHECK(store.log().first_offset() == 71);
+}
+
+TEST_CASE("replication log: reopened from its segment list after a crash, a torn tail past the end is cut") {
+  TempDir dir;
+  std::vector<ReplicationLog::SegmentInfo> listed;
+  {
+    ReplicationLog log(dir.path, 10);
+    log.reset(1);
+    log.append("0123456789");
+    log.append("abcdefghij");
+    log.append("KLMNOPQ");  // offsets 21..27
+    listed = log.segments();
+    log.append("RS");       // never committed: a torn tail at 28..29
+  }
+  REQUIRE(listed.size() == 3);
+  CHECK(listed[2].file == "log-00000000000000000021.seg");
+  ReplicationLog log(dir.path, 10);
+  log.reopen(listed, 1, 28);  // the last committed byte is 27
+  CHECK(log.last_offset() == 27);
+  CHECK(log.segment_count() == 3);
+  std::string all(27, '\0');
+  CHECK(log.read(1, all.data(), all.size()) == 27);
+  CHECK(all == "0123456789abcdefghijKLMNOPQ");
+  struct stat st;
+  REQUIRE(::stat(dir.file(listed[2].file).c_str(), &st) == 0);
+  CHECK(st.st_size == 7);  // the torn tail is gone from the file
+  log.append("xyz");
+  CHECK(log.read(28, all.data(), 3) == 3);
+  CHECK(all.substr(0, 3) == "xyz");
+
+  // A segment shorter than the log needs (a crash lost pages): refused with its name.
+  ReplicationLog other(dir.path, 10);
+  auto shorter = listed;
+  REQUIRE(::truncate(dir.file(listed[1].file).c_str(), 5) == 0);
+  try {
+    other.reopen(shorter, 1, 28);
+    FAIL("reopen accepted a short segment");
+  } catch (const LogError& e) {
+    CHECK(std::string(e.what()).find(listed[1].file) != std::string::npos);
+  }
+  // Not contiguous: refused.
+  shorter[1].first_offset = 12;
+  CHECK_THROWS_AS(other.reopen(shorter, 1, 28), std::invalid_argument);
 }
