@@ -13,14 +13,19 @@
 
 namespace psync::proxy {
 
-std::string log_retention_text(uint64_t backlog_size_configured, bool refresh_enabled) {
+std::string log_retention_text(uint64_t backlog_size_configured, bool refresh_enabled, bool refresh_failing) {
   const std::string size = human_bytes(static_cast<double>(backlog_size_configured));
   if (!refresh_enabled) {
     return "every byte since the snapshot, until the next upstream SYNC (--snapshot-refresh no): the disk "
            "grows with the writes; --backlog-size (" + size + ") applies once snapshots are refreshed";
   }
-  return "from --backlog-size (" + size + ") before the snapshot's offset on, and what a full resync in "
-         "progress still reads; the snapshot is refreshed within the lineage (see refresh)";
+  std::string text = "from --backlog-size (" + size + ") before the snapshot's offset on, and what a full resync "
+                     "in progress still reads; the snapshot is refreshed within the lineage (see refresh)";
+  if (refresh_failing) {
+    text += "; the last refresh failed (refresh.last_error): until one succeeds the log keeps every byte since "
+            "the snapshot and the disk grows, as it does until the next upstream SYNC";
+  }
+  return text;
 }
 
 StatusView Proxy::status_view() const {
@@ -151,7 +156,8 @@ std::string render_status_json(const StatusView& v) {
               {"segments", v.log.segments},
               {"open_files", v.log.open_files},
               {"backlog_size_configured", v.log.backlog_size_configured},
-              {"retention", log_retention_text(v.log.backlog_size_configured, v.log.refresh_enabled)}};
+              {"retention", log_retention_text(v.log.backlog_size_configured, v.log.refresh_enabled,
+                                                !v.refresh.last_error.empty())}};
   {
     const auto& r = v.refresh;
     json alignment = nullptr;

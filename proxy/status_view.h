@@ -130,6 +130,7 @@ std::string render_role(const StatusView& view);
 std::string render_metrics_text(const StatusView& view);
 
 // /status log.retention: how much of the log is kept, in words.
-std::string log_retention_text(uint64_t backlog_size_configured, bool refresh_enabled);
+// refresh_failing: the last refresh attempt failed (the log then grows).
+std::string log_retention_text(uint64_t backlog_size_configured, bool refresh_enabled, bool refresh_failing);
 
 }  // namespace psync::proxy

@@ -237,6 +237,7 @@ TEST_CASE("refresh: a master that refuses PUBLISH: BGSAVE ends with a clear reas
     CHECK_MESSAGE(json_str(s, "/refresh/last_error").find("refused PUBLISH") != std::string::npos, json_at(s, "/refresh").dump());
     CHECK(json_int(s, "/refresh/done") == 0);
     CHECK(s["refresh"]["alignment"].is_null());
+    CHECK(json_str(s, "/log/retention").find("the disk grows") != std::string::npos);
     CHECK(json_int(s, "/snapshot/offset") == json_int(first, "/snapshot/offset"));
     CHECK(master.info_int("stats", "sync_full") == 1);  // no second SYNC: no fork
     CHECK(info_value(admin.must({"INFO", "persistence"}).str, "rdb_last_bgsave_status") == "err");
