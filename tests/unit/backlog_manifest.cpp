@@ -1,0 +1,364 @@
+// The data directory describes itself: manifest.json (what the lineage is
+// made of), commit.rec (the latest commit point), and the check of the files
+// against both.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+
+#include "backlog/manifest.h"
+#include "tests/unit/backlog_fixtures.h"
+
+using psync::backlog::LogError;
+using psync::backlog::Manifest;
+using psync::backlog::ManifestSegment;
+using psync::backlog::ManifestSnapshot;
+using psync::backlog::parse_manifest;
+using psync::backlog::read_manifest;
+using psync::backlog::segment_file_name;
+using psync::backlog::to_json;
+using psync::backlog::write_manifest;
+
+using backlog_test::FileSizeLimit;
+using backlog_test::TempDir;
+
+namespace {
+
+const std::string kReplid = "8f3c0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b";
+const std::string kReplid2 = "0123456789abcdef0123456789abcdef01234567";
+const std::string kUpstream = "fedcba9876543210fedcba9876543210fedcba98";
+const std::string kPath = "/data/manifest.json";
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << bytes;
+  REQUIRE(f.good());
+}
+
+// A lineage after a failover and a snapshot refresh: a prefix with CR LF and
+// NUL bytes, three segments.
+Manifest full_manifest() {
+  Manifest m;
+  m.replid = kReplid;
+  m.replid2 = kReplid2;
+  m.second_offset = 500;
+  m.lineage_start = 100;
+  ManifestSnapshot s;
+  s.file = "snapshot-" + kReplid + ".rdb";
+  s.offset = 1000;
+  s.prefix = std::string("*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n") + std::string("\0\xff\x01", 3);
+  s.bytes = 123456;
+  s.created_unix = 1700000000;
+  m.snapshot = s;
+  m.log_first_offset = 101;
+  m.segments = {{segment_file_name(101), 101, 400},
+                {segment_file_name(501), 501, 1000},
+                {segment_file_name(1501), 1501, 17}};
+  m.upstream_replid = kUpstream;
+  m.upstream_offset = 987654321;
+  return m;
+}
+
+// Parses the JSON of full_manifest() changed by edit; returns the error.
+template <class Edit>
+std::string error_after(Edit edit) {
+  nlohmann::json j = nlohmann::json::parse(to_json(full_manifest()));
+  edit(j);
+  std::string error;
+  auto m = parse_manifest(j.dump(), kPath, error);
+  CHECK_FALSE(m.has_value());
+  CHECK(error.starts_with(kPath + ": "));
+  return error;
+}
+
+std::string error_of(const std::string& text) {
+  std::string error;
+  auto m = parse_manifest(text, kPath, error);
+  CHECK_FALSE(m.has_value());
+  CHECK(error.starts_with(kPath + ": "));
+  return error;
+}
+
+}  // namespace
+
+TEST_CASE("manifest: a full manifest goes through JSON unchanged, the prefix as hex") {
+  const Manifest m = full_manifest();
+  CHECK(psync::backlog::validate_manifest(m) == "");
+  CHECK(psync::backlog::log_end(m) == 1517);
+  const std::string text = to_json(m);
+  CHECK(text.ends_with("\n"));
+  CHECK(text.find('\0') == std::string::npos);
+  CHECK(text.find("\"prefix_hex\": \"2a320d0a24360d0a53454c4543540d0a24310d0a330d0a00ff01\"") != std::string::npos);
+
+  std::string error = "stale";
+  auto back = parse_manifest(text, kPath, error);
+  REQUIRE(back.has_value());
+  CHECK(error == "");
+  CHECK(*back == m);
+  CHECK(back->snapshot->prefix.size() == 26);
+  CHECK(back->snapshot->prefix[23] == '\0');
+}
+
+TEST_CASE("manifest: no lineage yet (no snapshot, no replid2, empty log) goes through JSON") {
+  Manifest m;
+  m.log_first_offset = 42;
+  CHECK(psync::backlog::log_end(m) == 41);
+  const std::string text = to_json(m);
+  CHECK(text.find("\"snapshot\": null") != std::string::npos);
+  CHECK(text.find("\"replid2\": \"0000000000000000000000000000000000000000\"") != std::string::npos);
+  std::string error;
+  auto back = parse_manifest(text, kPath, error);
+  REQUIRE(back.has_value());
+  CHECK(*back == m);
+}
+
+TEST_CASE("manifest: fields it does not know are ignored") {
+  nlohmann::json j = nlohmann::json::parse(to_json(full_manifest()));
+  j["added_later"] = {{"x", 1}};
+  j["log"]["segments"][0]["checksum"] = "abc";
+  std::string error;
+  auto m = parse_manifest(j.dump(), kPath, error);
+  REQUIRE(m.has_value());
+  CHECK(*m == full_manifest());
+}
+
+TEST_CASE("manifest: a format version it does not read") {
+  CHECK(error_after([](nlohmann::json& j) { j["format"] = 2; }) ==
+        kPath + ": written by a newer psync-proxy (format 2; this one reads 1)");
+  // The version is checked first: a newer format may have other fields.
+  CHECK(error_after([](nlohmann::json& j) {
+          j = nlohmann::json{{"format", 7}, {"something", "else"}};
+        }) == kPath + ": written by a newer psync-proxy (format 7; this one reads 1)");
+  CHECK(error_after([](nlohmann::json& j) { j["format"] = 0; }) ==
+        kPath + ": unknown format version 0 (this one reads 1)");
+  CHECK(error_after([](nlohmann::json& j) { j["format"] = -3; }) ==
+        kPath + ": unknown format version -3 (this one reads 1)");
+  CHECK(error_after([](nlohmann::json& j) { j["format"] = "1"; }) ==
+        kPath + ": format: must be an integer, not string \"1\"");
+  CHECK(error_after([](nlohmann::json& j) { j.erase("format"); }) == kPath + ": missing field format");
+}
+
+TEST_CASE("manifest: not JSON, or cut short") {
+  CHECK(error_of("hello").starts_with(kPath + ": not valid JSON: parse error at line 1, column 1"));
+  CHECK(error_of("").starts_with(kPath + ": not valid JSON: "));
+  const std::string text = to_json(full_manifest());
+  const std::string cut = error_of(text.substr(0, text.size() / 2));
+  CHECK(cut.starts_with(kPath + ": not valid JSON: "));
+  CHECK(cut.find("parse error at line ") != std::string::npos);
+  CHECK(error_of("[1, 2]") == kPath + ": not a manifest: the JSON is array [1,2], not an object");
+  // The parser would stop at a NUL and take what is before for all of it.
+  CHECK(error_of(to_json(full_manifest()) + std::string(1, '\0') + "junk") ==
+        kPath + ": not valid JSON: a NUL byte at byte " + std::to_string(to_json(full_manifest()).size()));
+}
+
+TEST_CASE("manifest: a missing field is named with its place") {
+  CHECK(error_after([](nlohmann::json& j) { j.erase("log"); }) == kPath + ": missing field log");
+  CHECK(error_after([](nlohmann::json& j) { j.erase("snapshot"); }) == kPath + ": missing field snapshot");
+  CHECK(error_after([](nlohmann::json& j) { j["snapshot"].erase("bytes"); }) ==
+        kPath + ": missing field snapshot.bytes");
+  CHECK(error_after([](nlohmann::json& j) { j["log"]["segments"][1].erase("size"); }) ==
+        kPath + ": missing field log.segments[1].size");
+  CHECK(error_after([](nlohmann::json& j) { j["upstream"].erase("replid"); }) ==
+        kPath + ": missing field upstream.replid");
+}
+
+TEST_CASE("manifest: a field of the wrong type") {
+  CHECK(error_after([](nlohmann::json& j) { j["lineage_start"] = "100"; }) ==
+        kPath + ": lineage_start: must be a non-negative integer, not string \"100\"");
+  CHECK(error_after([](nlohmann::json& j) { j["snapshot"]["offset"] = -5; }) ==
+        kPath + ": snapshot.offset: must be a non-negative integer, not number -5");
+  CHECK(error_after([](nlohmann::json& j) { j["log"]["segments"][0]["size"] = 1.5; }) ==
+        kPath + ": log.segments[0].size: must be a non-negative integer, not number 1.5");
+  CHECK(error_after([](nlohmann::json& j) { j["second_offset"] = 9223372036854775808ull; }) ==
+        kPath + ": second_offset: 9223372036854775808 is too large");
+  CHECK(error_after([](nlohmann::json& j) { j["log"] = 3; }) == kPath + ": log: must be an object, not number 3");
+  CHECK(error_after([](nlohmann::json& j) { j["log"]["segments"] = nlohmann::json::object(); }) ==
+        kPath + ": log.segments: must be an array, not object {}");
+  CHECK(error_after([](nlohmann::json& j) { j["snapshot"] = "x"; }) ==
+        kPath + ": snapshot: must be an object or null, not string \"x\"");
+  CHECK(error_after([](nlohmann::json& j) { j["replid"] = nullptr; }) ==
+        kPath + ": replid: must be a string, not null null");
+  // A number too large for 64 bits is parsed as a float.
+  CHECK(error_of(std::string(R"({"format": 1, "replid": "", "replid2": ")") + std::string(40, '0') +
+                 R"(", "second_offset": -1, "lineage_start": 99999999999999999999999})")
+            .starts_with(kPath + ": lineage_start: must be a non-negative integer, not number 9.99"));
+}
+
+TEST_CASE("manifest: segments not contiguous, not in order, not where the log starts") {
+  CHECK(error_after([](nlohmann::json& j) { j["log"]["segments"][1]["first_offset"] = 502; j["log"]["segments"][1]["file"] = segment_file_name(502); }) ==
+        kPath + ": log.segments[1]: starts at 502, but log.segments[0] ends at 500: "
+                "the segments are not contiguous (a gap)");
+  CHECK(error_after([](nlohmann::json& j) { j["log"]["segments"][0]["size"] = 401; }) ==
+        kPath + ": log.segments[1]: starts at 501, but log.segments[0] ends at 501: "
+                "the segments are not contiguous (an overlap)");
+  CHECK(error_after([](nlohmann::json& j) {
+          auto& segs = j["log"]["segments"];
+          std::swap(segs[1], segs[2]);
+        }) == kPath + ": log.segments[2]: starts at 501, before log.segments[1] (at 1501): "
+                      "the segments are not in order");
+  CHECK(error_after([](nlohmann::json& j) { j["log"]["first_offset"] = 100; }) ==
+        kPath + ": log.segments[0]: starts at 101, but log.first_offset is 100");
+  CHECK(error_after([](nlohmann::json& j) {
+          j["log"]["segments"][1]["size"] = 0;
+          j["log"]["segments"][2]["first_offset"] = 501;
+          j["log"]["segments"][2]["file"] = segment_file_name(501);
+        }) == kPath + ": log.segments[1]: empty, but not the last segment");
+  CHECK(error_after([](nlohmann::json& j) { j["log"]["first_offset"] = 0; }) ==
+        kPath + ": log.first_offset: 0 (offsets start at 1)");
+}
+
+TEST_CASE("manifest: file names are plain names in the data directory") {
+  CHECK(error_after([](nlohmann::json& j) { j["snapshot"]["file"] = "../etc/passwd"; }) ==
+        kPath + ": snapshot.file: \"../etc/passwd\" is not a plain file name in the data directory");
+  CHECK(error_after([](nlohmann::json& j) { j["snapshot"]["file"] = ".."; }) ==
+        kPath + ": snapshot.file: \"..\" is not a plain file name in the data directory");
+  CHECK(error_after([](nlohmann::json& j) { j["snapshot"]["file"] = ""; }) ==
+        kPath + ": snapshot.file: \"\" is not a plain file name in the data directory");
+  CHECK(error_after([](nlohmann::json& j) { j["snapshot"]["file"] = "a\nb"; }) ==
+        kPath + ": snapshot.file: \"a\\x0ab\" is not a plain file name in the data directory");
+  CHECK(error_after([](nlohmann::json& j) { j["log"]["segments"][0]["file"] = "sub/" + segment_file_name(101); }) ==
+        kPath + ": log.segments[0].file: \"sub/log-00000000000000000101.seg\" is not a plain file name "
+                "in the data directory");
+  CHECK(error_after([](nlohmann::json& j) { j["log"]["segments"][0]["file"] = "log-101.seg"; }) ==
+        kPath + ": log.segments[0].file: \"log-101.seg\" is not the name of a segment starting at 101 "
+                "(log-00000000000000000101.seg)");
+  CHECK(error_after([](nlohmann::json& j) { j["snapshot"]["file"] = segment_file_name(501); }) ==
+        kPath + ": snapshot.file: log-00000000000000000501.seg is also a log segment");
+}
+
+TEST_CASE("manifest: replication IDs are 40 hex digits") {
+  CHECK(error_after([](nlohmann::json& j) { j["replid"] = kReplid.substr(1); }) ==
+        kPath + ": replid: \"" + kReplid.substr(1) + "\" is not 40 hex digits");
+  CHECK(error_after([](nlohmann::json& j) { j["replid"] = "g" + kReplid.substr(1); }) ==
+        kPath + ": replid: \"g" + kReplid.substr(1) + "\" is not 40 hex digits");
+  CHECK(error_after([](nlohmann::json& j) { j["replid2"] = ""; }) ==
+        kPath + ": replid2: \"\" is not 40 hex digits (40 zeros for none)");
+  CHECK(error_after([](nlohmann::json& j) { j["upstream"]["replid"] = "?"; }) ==
+        kPath + ": upstream.replid: \"?\" is not 40 hex digits (\"\" for none)");
+  CHECK(error_after([](nlohmann::json& j) { j["replid"] = ""; }) ==
+        kPath + ": replid: empty, but there is a snapshot (a lineage has a replid)");
+  CHECK(error_after([](nlohmann::json& j) { j["snapshot"] = nullptr; }) ==
+        kPath + ": snapshot: null, but there is a replid (a lineage has a snapshot)");
+  CHECK(error_after([](nlohmann::json& j) { j["replid2"] = kReplid; }) == kPath + ": replid2: the same as replid");
+}
+
+TEST_CASE("manifest: offsets that contradict each other") {
+  CHECK(error_after([](nlohmann::json& j) { j["snapshot"]["offset"] = 1518; }) ==
+        kPath + ": snapshot.offset 1518 is past the end of the log (1517)");
+  CHECK(error_after([](nlohmann::json& j) {
+          j["snapshot"]["offset"] = 99;
+          j["lineage_start"] = 50;
+        }) == kPath + ": snapshot.offset 99: the log must go on from 100, but it starts at 101");
+  CHECK(error_after([](nlohmann::json& j) { j["lineage_start"] = 1001; }) ==
+        kPath + ": lineage_start 1001 is after the snapshot's offset 1000");
+  CHECK(error_after([](nlohmann::json& j) { j["snapshot"]["offset"] = 20; j["log"]["first_offset"] = 1; j["lineage_start"] = 0;
+                                            j["log"]["segments"] = nlohmann::json::array({{{"file", segment_file_name(1)}, {"first_offset", 1}, {"size", 30}}}); }) ==
+        kPath + ": snapshot: prefix of 26 bytes, longer than its offset 20");
+  CHECK(error_after([](nlohmann::json& j) { j["second_offset"] = -1; }) ==
+        kPath + ": second_offset: -1 with a replid2 (an offset >= 1)");
+  CHECK(error_after([](nlohmann::json& j) { j["second_offset"] = 1519; }) ==
+        kPath + ": second_offset 1519 is past the end of the log (1517) + 1");
+  CHECK(error_after([](nlohmann::json& j) { j["replid2"] = std::string(40, '0'); }) ==
+        kPath + ": second_offset: 500, but there is no replid2 (-1 then)");
+  CHECK(error_after([](nlohmann::json& j) { j["snapshot"]["prefix_hex"] = "abc"; }) ==
+        kPath + ": snapshot.prefix_hex: odd number of hex digits");
+  CHECK(error_after([](nlohmann::json& j) { j["snapshot"]["prefix_hex"] = "0x"; }) ==
+        kPath + ": snapshot.prefix_hex: not a hex digit at position 1");
+}
+
+TEST_CASE("manifest: written to the directory and read back, mode 0600, no temp file left") {
+  TempDir dir;
+  std::string error = "stale";
+  CHECK_FALSE(read_manifest(dir.path, error).has_value());
+  CHECK(error == "");  // none: nothing to reopen
+
+  write_manifest(dir.path, full_manifest());
+  CHECK_FALSE(exists(dir.file("manifest.json.tmp")));
+  struct stat st;
+  REQUIRE(::stat(dir.file("manifest.json").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0600);
+  CHECK(read_file(dir.file("manifest.json")) == to_json(full_manifest()));
+  auto m = read_manifest(dir.path, error);
+  REQUIRE(m.has_value());
+  CHECK(error == "");
+  CHECK(*m == full_manifest());
+
+  // A rewrite replaces it whole.
+  Manifest second = full_manifest();
+  second.segments.back().size = 500;
+  second.upstream_offset += 483;
+  write_manifest(dir.path, second);
+  m = read_manifest(dir.path, error);
+  REQUIRE(m.has_value());
+  CHECK(*m == second);
+  CHECK_FALSE(exists(dir.file("manifest.json.tmp")));
+}
+
+TEST_CASE("manifest: a failed write leaves the old manifest intact and no temp file") {
+  TempDir dir;
+  write_manifest(dir.path, full_manifest());
+  Manifest second = full_manifest();
+  second.upstream_offset = 1;
+  {
+    // The temp file cannot grow past 64 bytes: write() fails with EFBIG
+    // before anything is renamed.
+    FileSizeLimit limit(64);
+    try {
+      write_manifest(dir.path, second);
+      FAIL("write_manifest did not throw");
+    } catch (const LogError& e) {
+      CHECK(std::string(e.what()) == dir.file("manifest.json.tmp") + ": write: " + std::strerror(EFBIG));
+    }
+  }
+  CHECK_FALSE(exists(dir.file("manifest.json.tmp")));
+  std::string error;
+  auto m = read_manifest(dir.path, error);
+  REQUIRE(m.has_value());
+  CHECK(*m == full_manifest());
+
+  // An inconsistent manifest is never written, so never read back.
+  Manifest bad = full_manifest();
+  bad.segments[1].first_offset = 600;
+  CHECK_THROWS_AS(write_manifest(dir.path, bad), std::invalid_argument);
+  CHECK_FALSE(exists(dir.file("manifest.json.tmp")));
+  m = read_manifest(dir.path, error);
+  REQUIRE(m.has_value());
+  CHECK(*m == full_manifest());
+
+  // No such directory: the error names the file.
+  try {
+    write_manifest(dir.file("missing"), full_manifest());
+    FAIL("write_manifest did not throw");
+  } catch (const LogError& e) {
+    CHECK(std::string(e.what()) == dir.file("missing/manifest.json.tmp") + ": open: " + std::strerror(ENOENT));
+  }
+}
+
+TEST_CASE("manifest: a bad manifest file is an error naming it, not 'none'") {
+  TempDir dir;
+  std::string error;
+  write_file(dir.file("manifest.json"), to_json(full_manifest()).substr(0, 100));
+  CHECK_FALSE(read_manifest(dir.path, error).has_value());
+  CHECK(error.starts_with(dir.file("manifest.json") + ": not valid JSON: "));
+
+  std::filesystem::remove(dir.file("manifest.json"));
+  std::filesystem::create_directory(dir.file("manifest.json"));
+  CHECK_FALSE(read_manifest(dir.path, error).has_value());
+  CHECK(error.starts_with(dir.file("manifest.json") + ": "));
+}
