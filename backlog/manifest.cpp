@@ -12,6 +12,7 @@
 #include <limits>
 #include <set>
 #include <stdexcept>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -459,6 +460,235 @@ std::optional<Manifest> read_manifest(const std::string& dir, std::string& error
   close(fd);
   if (!error.empty()) return std::nullopt;
   return parse_manifest(text, path, error);
+}
+
+// ----- The commit record -----------------------------------------------------
+
+namespace {
+
+constexpr char kMagic[8] = {'P', 'S', 'Y', 'N', 'C', 'R', 'E', 'C'};
+// Where the fields of version 1 lie (see the header).
+constexpr size_t kAtVersion = 8, kAtSize = 12, kAtSequence = 16, kAtEnd = 24, kAtUpstreamOffset = 32,
+                 kAtBootId = 40, kAtReplidLen = 56, kAtReplid = 57, kAtCrc = CommitRecord::kSize - 4;
+static_assert(kAtReplid + 40 <= kAtCrc);
+// Enough to tell a record longer than any version could be.
+constexpr size_t kMaxRecord = 512;
+
+constexpr std::array<uint32_t, 256> make_crc_table() {
+  std::array<uint32_t, 256> table{};
+  for (uint32_t i = 0; i < 256; ++i) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    table[i] = c;
+  }
+  return table;
+}
+constexpr std::array<uint32_t, 256> kCrcTable = make_crc_table();
+
+void put_u32(unsigned char* at, uint32_t v) {
+  for (int i = 0; i < 4; ++i) at[i] = static_cast<unsigned char>(v >> (8 * i));
+}
+void put_u64(unsigned char* at, uint64_t v) {
+  for (int i = 0; i < 8; ++i) at[i] = static_cast<unsigned char>(v >> (8 * i));
+}
+uint32_t get_u32(const unsigned char* at) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | at[i];
+  return v;
+}
+uint64_t get_u64(const unsigned char* at) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | at[i];
+  return v;
+}
+
+std::string_view as_chars(const unsigned char* p, size_t n) { return {reinterpret_cast<const char*>(p), n}; }
+
+// The record of kSize bytes, or an error (the path is added by the caller).
+std::optional<CommitRecord::Rec> decode(const unsigned char* p, size_t n, std::string& error) {
+  auto bad = [&error](std::string what) {
+    error = std::move(what);
+    return std::nullopt;
+  };
+  if (n == 0) return bad("empty: no commit was ever recorded in it");
+  if (n >= sizeof kMagic && std::memcmp(p, kMagic, sizeof kMagic) != 0) {
+    bool zeros = true;
+    for (size_t i = 0; i < n; ++i) zeros = zeros && p[i] == 0;
+    return bad(zeros ? "only zero bytes (a record lost in a crash)" : "bad magic: not a commit record");
+  }
+  if (n < kAtSequence) return bad("truncated: " + u(n) + " bytes");
+  const uint32_t version = get_u32(p + kAtVersion);
+  const uint32_t size = get_u32(p + kAtSize);
+  if (size < kAtSequence + 4 || size > kMaxRecord) return bad("bad record size " + u(size) + " (a corrupted record)");
+  if (n < size) return bad("truncated: " + u(n) + " of " + u(size) + " bytes");
+  if (n > size) return bad(u(n) + (n > kMaxRecord ? "+" : "") + " bytes, but the record says " + u(size));
+  if (crc32(as_chars(p, size - 4)) != get_u32(p + size - 4)) return bad("bad checksum (a torn or corrupted write)");
+  if (version > CommitRecord::kVersion) {
+    return bad("written by a newer psync-proxy (commit record version " + u(version) + "; this one reads " +
+               u(CommitRecord::kVersion) + ")");
+  }
+  if (version != CommitRecord::kVersion) return bad("unknown commit record version " + u(version));
+  if (size != CommitRecord::kSize) return bad("version 1 but " + u(size) + " bytes, not " + u(CommitRecord::kSize));
+
+  CommitRecord::Rec rec;
+  rec.sequence = get_u64(p + kAtSequence);
+  rec.committed_end = get_u64(p + kAtEnd);
+  rec.upstream_offset = get_u64(p + kAtUpstreamOffset);
+  std::memcpy(rec.boot_id.data(), p + kAtBootId, rec.boot_id.size());
+  const unsigned len = p[kAtReplidLen];
+  rec.upstream_replid.assign(as_chars(p + kAtReplid, len > 40 ? 40 : len));
+  if ((len != 0 && len != 40) || (len == 40 && !is_replid(rec.upstream_replid))) {
+    return bad("bad upstream replid in the record");
+  }
+  const CommitRecord::BootId now = CommitRecord::current_boot_id();
+  rec.this_boot = rec.boot_id == now && now != CommitRecord::BootId{};
+  return rec;
+}
+
+// Reads up to kMaxRecord + 1 bytes from offset 0.
+ssize_t read_record(int fd, unsigned char* buf) {
+  size_t done = 0;
+  while (done < kMaxRecord + 1) {
+    ssize_t n = pread(fd, buf + done, kMaxRecord + 1 - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -1;
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return static_cast<ssize_t>(done);
+}
+
+}  // namespace
+
+uint32_t crc32(std::string_view bytes, uint32_t crc) {
+  crc = ~crc;
+  for (char c : bytes) crc = kCrcTable[(crc ^ static_cast<unsigned char>(c)) & 0xff] ^ (crc >> 8);
+  return ~crc;
+}
+
+CommitRecord::BootId CommitRecord::current_boot_id() {
+  BootId id{};
+  int fd = ::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return id;
+  char text[64];
+  ssize_t n;
+  do {
+    n = ::read(fd, text, sizeof text);
+  } while (n < 0 && errno == EINTR);
+  close(fd);
+  // xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx
+  size_t digits = 0;
+  for (ssize_t i = 0; i < n && text[i] != '\n'; ++i) {
+    if (text[i] == '-') continue;
+    int v = hex_value(text[i]);
+    if (v < 0 || digits == 32) return BootId{};
+    id[digits / 2] = static_cast<uint8_t>(id[digits / 2] * 16 + v);
+    ++digits;
+  }
+  return digits == 32 ? id : BootId{};
+}
+
+CommitRecord::CommitRecord(std::string path, int fd, uint64_t sequence, BootId boot_id)
+    : path_(std::move(path)), fd_(fd), sequence_(sequence), boot_id_(boot_id) {}
+
+CommitRecord::CommitRecord(CommitRecord&& other) noexcept
+    : path_(std::move(other.path_)),
+      fd_(std::exchange(other.fd_, -1)),
+      sequence_(other.sequence_),
+      boot_id_(other.boot_id_),
+      upstream_replid_(std::move(other.upstream_replid_)) {}
+
+CommitRecord& CommitRecord::operator=(CommitRecord&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) close(fd_);
+    path_ = std::move(other.path_);
+    fd_ = std::exchange(other.fd_, -1);
+    sequence_ = other.sequence_;
+    boot_id_ = other.boot_id_;
+    upstream_replid_ = std::move(other.upstream_replid_);
+  }
+  return *this;
+}
+
+CommitRecord::~CommitRecord() {
+  if (fd_ >= 0) close(fd_);
+}
+
+CommitRecord CommitRecord::open(const std::string& dir) {
+  std::string path = dir + "/" + kFileName;
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) fail(path, "open", errno);
+  // A file created earlier with another mode keeps it.
+  if (fchmod(fd, 0600) != 0) {
+    int err = errno;
+    close(fd);
+    fail(path, "fchmod", err);
+  }
+  unsigned char buf[kMaxRecord + 1];
+  ssize_t n = read_record(fd, buf);
+  if (n < 0) {
+    int err = errno;
+    close(fd);
+    fail(path, "pread", err);
+  }
+  std::string ignored;
+  auto rec = decode(buf, static_cast<size_t>(n), ignored);
+  return CommitRecord(std::move(path), fd, rec ? rec->sequence : 0, current_boot_id());
+}
+
+void CommitRecord::set_upstream_replid(const std::string& replid) {
+  if (!replid.empty() && !is_replid(replid)) {
+    throw std::invalid_argument("CommitRecord: upstream replid " + quoted(replid) + " is not 40 hex digits");
+  }
+  upstream_replid_ = replid;
+}
+
+void CommitRecord::write(uint64_t committed_end, uint64_t upstream_offset) {
+  unsigned char rec[kSize] = {};
+  std::memcpy(rec, kMagic, sizeof kMagic);
+  put_u32(rec + kAtVersion, kVersion);
+  put_u32(rec + kAtSize, kSize);
+  put_u64(rec + kAtSequence, sequence_ + 1);
+  put_u64(rec + kAtEnd, committed_end);
+  put_u64(rec + kAtUpstreamOffset, upstream_offset);
+  std::memcpy(rec + kAtBootId, boot_id_.data(), boot_id_.size());
+  rec[kAtReplidLen] = static_cast<unsigned char>(upstream_replid_.size());
+  std::memcpy(rec + kAtReplid, upstream_replid_.data(), upstream_replid_.size());
+  put_u32(rec + kAtCrc, crc32(as_chars(rec, kAtCrc)));
+  ssize_t n;
+  do {
+    n = pwrite(fd_, rec, kSize, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) fail(path_, "pwrite", errno);
+  if (static_cast<size_t>(n) != kSize) {
+    throw LogError(path_ + ": pwrite: wrote " + u(static_cast<uint64_t>(n)) + " of " + u(kSize) + " bytes");
+  }
+  ++sequence_;
+}
+
+void CommitRecord::sync() {
+  if (fdatasync(fd_) != 0) fail(path_, "fdatasync", errno);
+}
+
+std::optional<CommitRecord::Rec> CommitRecord::read(const std::string& dir, std::string& error) {
+  error.clear();
+  const std::string path = dir + "/" + kFileName;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    error = path + (errno == ENOENT ? ": missing" : std::string(": open: ") + std::strerror(errno));
+    return std::nullopt;
+  }
+  unsigned char buf[kMaxRecord + 1];
+  ssize_t n = read_record(fd, buf);
+  int err = errno;
+  close(fd);
+  if (n < 0) {
+    error = path + ": pread: " + std::strerror(err);
+    return std::nullopt;
+  }
+  auto rec = decode(buf, static_cast<size_t>(n), error);
+  if (!rec) error = path + ": " + error;
+  return rec;
 }
 
 }  // namespace psync::backlog

@@ -7,14 +7,25 @@
 // lineage or snapshot, a new segment, a trim, a new upstream stream. Never for
 // appends.
 //
-// Invariant the writer keeps (the lineage store):
+// commit.rec holds the latest commit point (CommitRecord), rewritten in place
+// at every commit: one pwrite, no fsync.
+//
+// Invariants the writer keeps (the lineage store):
 //   M1. A manifest lists exactly the committed log at the moment it is
 //       written: every segment but the last is complete, the last byte of the
 //       last segment (log_end(m)) is committed, and upstream_offset is the
 //       master offset of that byte in the stream upstream_replid. So a
 //       manifest on its own is a consistent, if older, commit point.
+//   C1. commit.rec is written at every commit, before any reader is told of
+//       it. While the machine stays up (a process crash, SIGKILL: the page
+//       cache survives) it is therefore at least as new as the manifest
+//       (committed_end >= log_end(m)) and as anything a replica was sent.
+//   C2. After a power loss or kernel crash commit.rec may be older than what
+//       replicas were sent, or torn, or gone. Its boot id says whether it was
+//       written since the machine last booted.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -102,5 +113,91 @@ void write_manifest(const std::string& dir, const Manifest& m);
 // Reads <dir>/manifest.json: nullopt and error "" when there is none, nullopt
 // and an error naming the file when it cannot be read or is bad.
 std::optional<Manifest> read_manifest(const std::string& dir, std::string& error);
+
+// ----- The commit record -----------------------------------------------------
+
+// CRC-32 (IEEE 802.3, as zlib's crc32()): the commit record's checksum.
+uint32_t crc32(std::string_view bytes, uint32_t crc = 0);
+
+// <dir>/commit.rec: the latest commit point, one fixed-size record of kSize
+// bytes at offset 0 (little endian):
+//    0  magic "PSYNCREC"          40  boot id (16 bytes)
+//    8  u32 version (1)           56  u8 length of the upstream replid (0 or 40)
+//   12  u32 record size (kSize)   57  upstream replid (40 bytes, zero padded)
+//   16  u64 sequence              97  zeros
+//   24  u64 committed_end        124  u32 crc32 of bytes [0, 124)
+//   32  u64 upstream_offset
+// Magic, version and size keep their places in every version, and the
+// checksum is always the last 4 bytes of the size given.
+//
+// A record is written with ONE pwrite at offset 0, without fsync: the page
+// cache survives a process crash, not a power loss (C1, C2). It is far
+// smaller than a 512-byte sector, so the device writes it whole or not at
+// all; where one still tears it (or the file was never written, or was cut),
+// read() finds a bad checksum, bad magic or a wrong size, and the reader falls
+// back to the manifest's commit point.
+class CommitRecord {
+ public:
+  static constexpr const char* kFileName = "commit.rec";
+  static constexpr uint32_t kVersion = 1;
+  static constexpr size_t kSize = 128;
+  static_assert(kSize < 512);
+  using BootId = std::array<uint8_t, 16>;
+
+  struct Rec {
+    uint64_t sequence = 0;         // 1 for the first record, +1 for each
+    uint64_t committed_end = 0;    // log offset of the last committed byte
+    uint64_t upstream_offset = 0;  // master offset of that byte
+    std::string upstream_replid;   // "" when the upstream link cannot be resumed
+    BootId boot_id{};              // of the machine's boot it was written in
+    bool this_boot = false;        // boot_id is the current one (and known)
+  };
+
+  // Opens <dir>/commit.rec (O_RDWR | O_CREAT | O_CLOEXEC, mode 0600), without
+  // writing to it. The sequence goes on from the record in it when that one is
+  // valid. Throws LogError.
+  static CommitRecord open(const std::string& dir);
+
+  CommitRecord(CommitRecord&& other) noexcept;
+  CommitRecord& operator=(CommitRecord&& other) noexcept;
+  CommitRecord(const CommitRecord&) = delete;
+  CommitRecord& operator=(const CommitRecord&) = delete;
+  ~CommitRecord();
+
+  // The upstream stream the next records' upstream_offset belong to ("" or 40
+  // hex digits, else std::invalid_argument). Taken by the next write(): call
+  // write() again at the same end to make a change without a commit count.
+  void set_upstream_replid(const std::string& replid);
+  // The commit point: one pwrite at offset 0, no fsync. Throws LogError (the
+  // file may then hold a torn record; the next write() replaces it whole).
+  void write(uint64_t committed_end, uint64_t upstream_offset);
+  // fdatasync of the file: durable across a power loss. Blocking: run it off
+  // the event loop. It may run on another thread concurrently with write()
+  // (it only uses the fd, fixed for the object's life); the object must not be
+  // moved or destroyed meanwhile. Throws LogError.
+  void sync();
+
+  // Of the last record written, or of the valid one found by open() (0 if none).
+  uint64_t sequence() const { return sequence_; }
+  const std::string& path() const { return path_; }
+
+  // Reads <dir>/commit.rec. nullopt and an error naming the file when it is
+  // missing, cannot be read, is empty, has the wrong size, bad magic, a bad
+  // checksum (a torn or corrupted write), or a newer version.
+  static std::optional<Rec> read(const std::string& dir, std::string& error);
+
+  // /proc/sys/kernel/random/boot_id; all zeros when it cannot be read (then no
+  // record counts as this_boot).
+  static BootId current_boot_id();
+
+ private:
+  CommitRecord(std::string path, int fd, uint64_t sequence, BootId boot_id);
+
+  std::string path_;
+  int fd_ = -1;
+  uint64_t sequence_ = 0;
+  BootId boot_id_{};
+  std::string upstream_replid_;
+};
 
 }  // namespace psync::backlog

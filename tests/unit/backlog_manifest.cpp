@@ -362,3 +362,187 @@ TEST_CASE("manifest: a bad manifest file is an error naming it, not 'none'") {
   CHECK_FALSE(read_manifest(dir.path, error).has_value());
   CHECK(error.starts_with(dir.file("manifest.json") + ": "));
 }
+
+// ----- The commit record -----------------------------------------------------
+
+using psync::backlog::CommitRecord;
+
+namespace {
+
+std::string record_error(const TempDir& dir) {
+  std::string error;
+  auto rec = CommitRecord::read(dir.path, error);
+  CHECK_FALSE(rec.has_value());
+  CHECK(error.starts_with(dir.file("commit.rec") + ": "));
+  return error.substr(dir.file("commit.rec").size() + 2);
+}
+
+// The record in the file, with its checksum made right again after edit.
+template <class Edit>
+void rewrite_record(const TempDir& dir, Edit edit) {
+  std::string bytes = read_file(dir.file("commit.rec"));
+  edit(bytes);
+  uint32_t crc = psync::backlog::crc32(std::string_view(bytes).substr(0, bytes.size() - 4));
+  for (int i = 0; i < 4; ++i) bytes[bytes.size() - 4 + i] = static_cast<char>(crc >> (8 * i));
+  write_file(dir.file("commit.rec"), bytes);
+}
+
+}  // namespace
+
+TEST_CASE("commit record: CRC-32 is the IEEE one (zlib's)") {
+  CHECK(psync::backlog::crc32("123456789") == 0xCBF43926u);
+  CHECK(psync::backlog::crc32("") == 0);
+  CHECK(psync::backlog::crc32("56789", psync::backlog::crc32("1234")) == 0xCBF43926u);
+}
+
+TEST_CASE("commit record: written and read back, one small record, mode 0600, sequence increasing") {
+  TempDir dir;
+  CommitRecord rec = CommitRecord::open(dir.path);
+  struct stat st;
+  REQUIRE(::stat(dir.file("commit.rec").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0600);
+  CHECK(st.st_size == 0);  // open() writes nothing
+  CHECK(rec.sequence() == 0);
+  CHECK(record_error(dir) == "empty: no commit was ever recorded in it");
+
+  rec.write(1000, 5000);
+  REQUIRE(::stat(dir.file("commit.rec").c_str(), &st) == 0);
+  CHECK(st.st_size == static_cast<off_t>(CommitRecord::kSize));
+  CHECK(CommitRecord::kSize < 512);
+  std::string error = "stale";
+  auto got = CommitRecord::read(dir.path, error);
+  REQUIRE(got.has_value());
+  CHECK(error == "");
+  CHECK(got->sequence == 1);
+  CHECK(got->committed_end == 1000);
+  CHECK(got->upstream_offset == 5000);
+  CHECK(got->upstream_replid == "");
+  CHECK(got->boot_id == CommitRecord::current_boot_id());
+  CHECK(got->this_boot == (CommitRecord::current_boot_id() != CommitRecord::BootId{}));
+
+  rec.set_upstream_replid(kUpstream);
+  rec.write(1200, 5150);
+  rec.sync();
+  got = CommitRecord::read(dir.path, error);
+  REQUIRE(got.has_value());
+  CHECK(got->sequence == 2);
+  CHECK(got->committed_end == 1200);
+  CHECK(got->upstream_offset == 5150);
+  CHECK(got->upstream_replid == kUpstream);
+  REQUIRE(::stat(dir.file("commit.rec").c_str(), &st) == 0);
+  CHECK(st.st_size == static_cast<off_t>(CommitRecord::kSize));  // rewritten in place
+  CHECK_THROWS_AS(rec.set_upstream_replid("abc"), std::invalid_argument);
+
+  // Moved: the new owner writes on.
+  CommitRecord moved = std::move(rec);
+  moved.write(1250, 5170);
+  CHECK(moved.sequence() == 3);
+  CHECK(CommitRecord::read(dir.path, error)->committed_end == 1250);
+  moved = CommitRecord::open(dir.path);  // closes the fd it held
+  CHECK(moved.sequence() == 3);
+
+  // Reopened (a restart): the sequence goes on.
+  {
+    CommitRecord again = CommitRecord::open(dir.path);
+    CHECK(again.sequence() == 3);
+    again.write(1300, 5200);
+    CHECK(again.sequence() == 4);
+  }
+  got = CommitRecord::read(dir.path, error);
+  REQUIRE(got.has_value());
+  CHECK(got->sequence == 4);
+  CHECK(got->committed_end == 1300);
+  CHECK(got->upstream_replid == "");  // not carried over by open(): set_upstream_replid() says it
+}
+
+TEST_CASE("commit record: a torn, cut or corrupted record is detected") {
+  TempDir dir;
+  CommitRecord::open(dir.path).write(77, 88);
+  const std::string good = read_file(dir.file("commit.rec"));
+  REQUIRE(good.size() == CommitRecord::kSize);
+
+  SUBCASE("a flipped byte in a field") {
+    std::string bytes = good;
+    bytes[25] ^= 0x10;  // committed_end
+    write_file(dir.file("commit.rec"), bytes);
+    CHECK(record_error(dir) == "bad checksum (a torn or corrupted write)");
+  }
+  SUBCASE("a flipped byte in the checksum") {
+    std::string bytes = good;
+    bytes[CommitRecord::kSize - 1] ^= 1;
+    write_file(dir.file("commit.rec"), bytes);
+    CHECK(record_error(dir) == "bad checksum (a torn or corrupted write)");
+  }
+  SUBCASE("a torn write: the first half new, the second old") {
+    CommitRecord rec = CommitRecord::open(dir.path);
+    rec.write(99999, 123456);
+    std::string torn = read_file(dir.file("commit.rec")).substr(0, 64) + good.substr(64);
+    write_file(dir.file("commit.rec"), torn);
+    CHECK(record_error(dir) == "bad checksum (a torn or corrupted write)");
+  }
+  SUBCASE("cut short") {
+    REQUIRE(::truncate(dir.file("commit.rec").c_str(), 50) == 0);
+    CHECK(record_error(dir) == "truncated: 50 of 128 bytes");
+    REQUIRE(::truncate(dir.file("commit.rec").c_str(), 10) == 0);
+    CHECK(record_error(dir) == "truncated: 10 bytes");
+  }
+  SUBCASE("zeros, as a file system may show after a crash") {
+    write_file(dir.file("commit.rec"), std::string(CommitRecord::kSize, '\0'));
+    CHECK(record_error(dir) == "only zero bytes (a record lost in a crash)");
+  }
+  SUBCASE("another file altogether") {
+    write_file(dir.file("commit.rec"), to_json(full_manifest()));
+    CHECK(record_error(dir) == "bad magic: not a commit record");
+  }
+  SUBCASE("longer than its record") {
+    write_file(dir.file("commit.rec"), good + "x");
+    CHECK(record_error(dir) == "129 bytes, but the record says 128");
+  }
+  SUBCASE("a newer version") {
+    rewrite_record(dir, [](std::string& b) { b[8] = 2; });
+    CHECK(record_error(dir) == "written by a newer psync-proxy (commit record version 2; this one reads 1)");
+    // A version 2 record may be longer: its checksum is at the end of the size it gives.
+    std::string longer = good + std::string(64, 'z');
+    longer[8] = 2;
+    longer[12] = static_cast<char>(192);
+    write_file(dir.file("commit.rec"), longer);
+    rewrite_record(dir, [](std::string&) {});
+    CHECK(record_error(dir) == "written by a newer psync-proxy (commit record version 2; this one reads 1)");
+  }
+  SUBCASE("missing") {
+    std::filesystem::remove(dir.file("commit.rec"));
+    CHECK(record_error(dir) == "missing");
+  }
+  SUBCASE("open() of a bad record starts the sequence again, and the next write repairs it") {
+    write_file(dir.file("commit.rec"), good.substr(0, 100));
+    CommitRecord rec = CommitRecord::open(dir.path);
+    CHECK(rec.sequence() == 0);
+    rec.write(5, 6);
+    std::string error;
+    auto got = CommitRecord::read(dir.path, error);
+    REQUIRE(got.has_value());
+    CHECK(got->sequence == 1);
+    CHECK(got->committed_end == 5);
+  }
+}
+
+TEST_CASE("commit record: a record of another boot is not this_boot") {
+  TempDir dir;
+  CommitRecord::open(dir.path).write(10, 20);
+  rewrite_record(dir, [](std::string& b) { b[40] ^= 0x55; });  // the boot id
+  std::string error;
+  auto got = CommitRecord::read(dir.path, error);
+  REQUIRE(got.has_value());
+  CHECK_FALSE(got->this_boot);
+  CHECK(got->committed_end == 10);
+}
+
+TEST_CASE("commit record: errors name the file") {
+  TempDir dir;
+  try {
+    CommitRecord::open(dir.file("missing"));
+    FAIL("open did not throw");
+  } catch (const LogError& e) {
+    CHECK(std::string(e.what()) == dir.file("missing/commit.rec") + ": open: " + std::strerror(ENOENT));
+  }
+}
