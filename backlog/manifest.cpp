@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -421,7 +422,9 @@ void write_manifest(const std::string& dir, const Manifest& m) {
     unlink(tmp_path.c_str());
     fail(tmp_path + " -> " + final_path, "rename", err);
   }
-  if (int err = fsync_dir(dir); err != 0) fail(dir, "fsync directory (after renaming the new manifest into place)", err);
+  if (int err = fsync_dir(dir); err != 0) {
+    fail(dir, "fsync directory (after renaming the new manifest into place)", err);
+  }
 }
 
 std::optional<Manifest> read_manifest(const std::string& dir, std::string& error) {
@@ -689,6 +692,128 @@ std::optional<CommitRecord::Rec> CommitRecord::read(const std::string& dir, std:
   auto rec = decode(buf, static_cast<size_t>(n), error);
   if (!rec) error = path + ": " + error;
   return rec;
+}
+
+// ----- Checking the files against the manifest -------------------------------
+
+namespace {
+
+// The first offset in a name segment_file_name() makes, if it is one.
+std::optional<uint64_t> segment_name_offset(const std::string& name) {
+  if (name.size() != 28 || !name.starts_with("log-") || !name.ends_with(".seg")) return std::nullopt;
+  uint64_t v = 0;
+  for (size_t i = 4; i < 24; ++i) {
+    char c = name[i];
+    if (c < '0' || c > '9') return std::nullopt;
+    if (v > (std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(c - '0')) / 10) return std::nullopt;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return v;
+}
+
+// The size of a regular file, or an error naming it.
+std::optional<uint64_t> file_size(const std::string& path, const char* what, std::string& error) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    error = path + ": " + what + (errno == ENOENT ? " missing" : std::string(": stat: ") + std::strerror(errno));
+    return std::nullopt;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    error = path + ": " + what + " is not a regular file";
+    return std::nullopt;
+  }
+  return static_cast<uint64_t>(st.st_size);
+}
+
+std::string range(uint64_t first, uint64_t last) {
+  return first > last ? "no bytes" : "bytes " + u(first) + ".." + u(last);
+}
+
+}  // namespace
+
+std::string check_files(const std::string& dir, const Manifest& m, uint64_t committed_end, std::string& warnings) {
+  warnings.clear();
+  const std::string manifest_path = dir + "/" + kManifestName;
+  if (std::string why = validate_manifest(m); !why.empty()) return manifest_path + ": " + why;
+  std::string error;
+
+  if (m.snapshot) {
+    const std::string path = dir + "/" + m.snapshot->file;
+    auto size = file_size(path, "snapshot file", error);
+    if (!size) return error + " (the manifest lists it with " + u(m.snapshot->bytes) + " bytes)";
+    if (*size != m.snapshot->bytes) {
+      return path + ": snapshot file of " + u(*size) + " bytes, the manifest says " + u(m.snapshot->bytes);
+    }
+  }
+
+  // Where the commit point may be: not before what the manifest lists (M1,
+  // C1), inside the last segment (M2).
+  const uint64_t end = log_end(m);
+  if (committed_end < end) {
+    return manifest_path + ": lists the log up to " + u(end) + ", past the commit point " + u(committed_end) +
+           " (a commit record older than the manifest)";
+  }
+  if (m.segments.empty() && committed_end != end) {
+    return manifest_path + ": lists no log segment (the log ends at " + u(end) + "), but the commit point is " +
+           u(committed_end);
+  }
+
+  std::set<std::string> listed;
+  for (size_t i = 0; i < m.segments.size(); ++i) {
+    const ManifestSegment& seg = m.segments[i];
+    listed.insert(seg.file);
+    const std::string path = dir + "/" + seg.file;
+    const bool last = i + 1 == m.segments.size();
+    // The last segment must hold every committed byte, which may be more than
+    // the manifest saw (the log grew in it since).
+    const uint64_t need = last ? committed_end - seg.first_offset + 1 : seg.size;
+    const uint64_t need_to = seg.first_offset + need - 1;
+    auto size = file_size(path, "log segment", error);
+    if (!size) return error + " (the manifest lists it with " + range(seg.first_offset, need_to) + ")";
+    if (*size < need) {
+      return path + ": log segment of " + u(*size) + " bytes, but " +
+             (last && need > seg.size ? "the commit point " + u(committed_end) + " needs "
+                                      : std::string("the manifest says ")) +
+             u(need) + " (" + range(seg.first_offset, need_to) + ")";
+    }
+  }
+
+  // Segment files the manifest does not list.
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return dir + ": opendir: " + std::strerror(errno);
+  std::vector<std::string> before, after, unknown;
+  std::string overlap;
+  while (dirent* entry = readdir(d)) {
+    const std::string name = entry->d_name;
+    if (!name.starts_with("log-") || !name.ends_with(".seg") || listed.count(name)) continue;
+    struct stat st;
+    if (fstatat(dirfd(d), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) continue;
+    auto first = segment_name_offset(name);
+    if (!first) {
+      unknown.push_back(name);
+    } else if (*first < m.log_first_offset) {
+      before.push_back(name);
+    } else if (*first > committed_end) {
+      after.push_back(name);
+    } else if (overlap.empty() || name < overlap) {
+      overlap = name;
+    }
+  }
+  closedir(d);
+  if (!overlap.empty()) {
+    return dir + "/" + overlap + ": a log segment the manifest does not list, starting inside the log (" +
+           range(m.log_first_offset, committed_end) + ")";
+  }
+  auto note = [&warnings, &dir](std::vector<std::string>& names, const std::string& what) {
+    if (names.empty()) return;
+    std::sort(names.begin(), names.end());
+    warnings += (warnings.empty() ? "" : "; ") + dir + ": " + what + ":";
+    for (const std::string& name : names) warnings += " " + name;
+  };
+  note(before, "log segments the manifest does not list, before the log (left from a trim)");
+  note(after, "log segments the manifest does not list, past the commit point (never committed)");
+  note(unknown, "files named like log segments, but not by psync-proxy");
+  return "";
 }
 
 }  // namespace psync::backlog

@@ -1,14 +1,15 @@
 // The data directory describes itself: what a restarted proxy needs to reopen
 // its lineage instead of wiping --dir. Pure storage code, no event loop.
 //
-// manifest.json says what the lineage is made of: replid/replid2, the current
-// snapshot, the log's segments, the upstream position. It is rewritten whole,
-// atomically and durably (write_manifest) when one of those changes: a new
-// lineage or snapshot, a new segment, a trim, a new upstream stream. Never for
-// appends.
+// Besides the data files (snapshot-*.rdb, log-*.seg) the directory holds:
 //
-// commit.rec holds the latest commit point (CommitRecord), rewritten in place
-// at every commit: one pwrite, no fsync.
+//   manifest.json  What the lineage is made of: replid/replid2, the current
+//                  snapshot, the log's segments, the upstream position.
+//                  Rewritten whole, atomically and durably (write_manifest)
+//                  when one of those changes: a new lineage or snapshot, a new
+//                  segment, a trim, a new upstream stream. Never for appends.
+//   commit.rec     The latest commit point (CommitRecord), rewritten in place
+//                  at every commit: one pwrite, no fsync.
 //
 // Invariants the writer keeps (the lineage store):
 //   M1. A manifest lists exactly the committed log at the moment it is
@@ -16,6 +17,12 @@
 //       last segment (log_end(m)) is committed, and upstream_offset is the
 //       master offset of that byte in the stream upstream_replid. So a
 //       manifest on its own is a consistent, if older, commit point.
+//   M2. Between two manifests the log only grows inside the manifest's last
+//       segment: a new segment is listed in a written manifest before
+//       commit.rec points into it.
+//   M3. What a manifest names is durable before the manifest is: the snapshot
+//       (SnapshotWriter::commit fsyncs it) and the segments up to log_end(m)
+//       (fdatasync before write_manifest). The fallback below relies on it.
 //   C1. commit.rec is written at every commit, before any reader is told of
 //       it. While the machine stays up (a process crash, SIGKILL: the page
 //       cache survives) it is therefore at least as new as the manifest
@@ -23,6 +30,30 @@
 //   C2. After a power loss or kernel crash commit.rec may be older than what
 //       replicas were sent, or torn, or gone. Its boot id says whether it was
 //       written since the machine last booted.
+//
+// What a reader does at start:
+//   1. read_manifest(dir, error): nullopt with error "" -> nothing to reopen:
+//      a new lineage, as before. nullopt with an error (bad JSON, a newer
+//      format, an inconsistent manifest) -> log the error (one line), wipe the
+//      directory, a new lineage.
+//   2. CommitRecord::read(dir, error): a record with this_boot, and
+//      check_files(dir, m, rec.committed_end, warnings) == "" -> reopen at
+//      rec.committed_end: cut the last segment back to it (bytes past it are
+//      a torn tail, never shown to anyone), same replid (replicas continue),
+//      upstream position (rec.upstream_replid, rec.upstream_offset).
+//   3. Otherwise (no record, a torn or bad one, one of an earlier boot, or
+//      check_files refuses it) fall back to the manifest's own commit point:
+//      check_files(dir, m, log_end(m), warnings) == "" -> reopen at
+//      log_end(m) with (m.upstream_replid, m.upstream_offset), but under a NEW
+//      replid, with replid2 = m.replid and second_offset = log_end(m) + 1: a
+//      replica may hold bytes past that point which the reopened log does not
+//      have (or will have different ones); PSYNC <old replid> beyond
+//      second_offset then gets a full resync, at or before it a +CONTINUE, as
+//      after a Redis failover.
+//   4. check_files refuses that too -> log the error, wipe, a new lineage.
+//   In steps 2 and 3 warnings (stray segment files) are logged, and the
+//   strays are deleted before the log is appended to: one past the commit
+//   point would otherwise end up inside the log on the next start.
 #pragma once
 
 #include <array>
@@ -135,7 +166,7 @@ uint32_t crc32(std::string_view bytes, uint32_t crc = 0);
 // smaller than a 512-byte sector, so the device writes it whole or not at
 // all; where one still tears it (or the file was never written, or was cut),
 // read() finds a bad checksum, bad magic or a wrong size, and the reader falls
-// back to the manifest's commit point.
+// back to the manifest's commit point (step 3 at the top of this file).
 class CommitRecord {
  public:
   static constexpr const char* kFileName = "commit.rec";
@@ -199,5 +230,26 @@ class CommitRecord {
   BootId boot_id_{};
   std::string upstream_replid_;
 };
+
+// ----- Checking the files against the manifest -------------------------------
+
+// "" when the files of dir hold what m lists, with the log committed up to
+// committed_end; else a clear error naming the file. Checks:
+//   - m is consistent (validate_manifest);
+//   - the snapshot file exists, regular, with exactly snapshot->bytes bytes;
+//   - log_end(m) <= committed_end (M1, C1: a commit record is never older
+//     than a manifest while the machine stays up), and committed_end falls in
+//     the last segment (M2), or is log_first_offset - 1 with no segments;
+//   - every segment file exists; each but the last holds at least its size;
+//     the last holds every byte up to committed_end (it may be longer: a torn
+//     tail, which the caller cuts);
+//   - no log-*.seg file the manifest does not list has its first byte inside
+//     [log_first_offset, committed_end].
+// Contents are not read: a size is all that is checked.
+// warnings receives the stray log-*.seg files that are not an error (before
+// the log, or past committed_end: a segment started for bytes never
+// committed), "" when there are none. The caller deletes them.
+std::string check_files(const std::string& dir, const Manifest& m, uint64_t committed_end,
+                        std::string& warnings);
 
 }  // namespace psync::backlog

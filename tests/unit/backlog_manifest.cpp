@@ -201,7 +201,10 @@ TEST_CASE("manifest: a field of the wrong type") {
 }
 
 TEST_CASE("manifest: segments not contiguous, not in order, not where the log starts") {
-  CHECK(error_after([](nlohmann::json& j) { j["log"]["segments"][1]["first_offset"] = 502; j["log"]["segments"][1]["file"] = segment_file_name(502); }) ==
+  CHECK(error_after([](nlohmann::json& j) {
+          j["log"]["segments"][1]["first_offset"] = 502;
+          j["log"]["segments"][1]["file"] = segment_file_name(502);
+        }) ==
         kPath + ": log.segments[1]: starts at 502, but log.segments[0] ends at 500: "
                 "the segments are not contiguous (a gap)");
   CHECK(error_after([](nlohmann::json& j) { j["log"]["segments"][0]["size"] = 401; }) ==
@@ -267,8 +270,13 @@ TEST_CASE("manifest: offsets that contradict each other") {
         }) == kPath + ": snapshot.offset 99: the log must go on from 100, but it starts at 101");
   CHECK(error_after([](nlohmann::json& j) { j["lineage_start"] = 1001; }) ==
         kPath + ": lineage_start 1001 is after the snapshot's offset 1000");
-  CHECK(error_after([](nlohmann::json& j) { j["snapshot"]["offset"] = 20; j["log"]["first_offset"] = 1; j["lineage_start"] = 0;
-                                            j["log"]["segments"] = nlohmann::json::array({{{"file", segment_file_name(1)}, {"first_offset", 1}, {"size", 30}}}); }) ==
+  CHECK(error_after([](nlohmann::json& j) {
+          j["snapshot"]["offset"] = 20;
+          j["lineage_start"] = 0;
+          j["log"]["first_offset"] = 1;
+          j["log"]["segments"] = nlohmann::json::array(
+              {{{"file", segment_file_name(1)}, {"first_offset", 1}, {"size", 30}}});
+        }) ==
         kPath + ": snapshot: prefix of 26 bytes, longer than its offset 20");
   CHECK(error_after([](nlohmann::json& j) { j["second_offset"] = -1; }) ==
         kPath + ": second_offset: -1 with a replid2 (an offset >= 1)");
@@ -545,4 +553,167 @@ TEST_CASE("commit record: errors name the file") {
   } catch (const LogError& e) {
     CHECK(std::string(e.what()) == dir.file("missing/commit.rec") + ": open: " + std::strerror(ENOENT));
   }
+}
+
+// ----- Checking the files against the manifest -------------------------------
+
+using psync::backlog::check_files;
+
+namespace {
+
+// A lineage whose snapshot is at 10, its log 11..40 in two segments.
+struct Lineage {
+  TempDir dir;
+  Manifest m;
+  Lineage() {
+    m.replid = kReplid;
+    m.lineage_start = 10;
+    m.snapshot = ManifestSnapshot{"snapshot-" + kReplid + ".rdb", 10, "", 50, 1700000000};
+    m.log_first_offset = 11;
+    m.segments = {{segment_file_name(11), 11, 20}, {segment_file_name(31), 31, 10}};
+    write_file(dir.file(m.snapshot->file), std::string(50, 'R'));
+    write_file(dir.file(segment_file_name(11)), std::string(20, 'a'));
+    write_file(dir.file(segment_file_name(31)), std::string(10, 'b'));
+  }
+  std::string check(uint64_t committed_end) {
+    std::string warnings = "stale";
+    std::string error = check_files(dir.path, m, committed_end, warnings);
+    if (!error.empty()) CHECK(warnings == "");
+    last_warnings = warnings;
+    return error;
+  }
+  void resize(const std::string& name, off_t size) { REQUIRE(::truncate(dir.file(name).c_str(), size) == 0); }
+  std::string last_warnings;
+};
+
+}  // namespace
+
+TEST_CASE("check files: all there") {
+  Lineage l;
+  CHECK(l.check(40) == "");
+  CHECK(l.last_warnings == "");
+}
+
+TEST_CASE("check files: the snapshot") {
+  Lineage l;
+  SUBCASE("missing") {
+    std::filesystem::remove(l.dir.file(l.m.snapshot->file));
+    CHECK(l.check(40) ==
+          l.dir.file(l.m.snapshot->file) + ": snapshot file missing (the manifest lists it with 50 bytes)");
+  }
+  SUBCASE("of another size") {
+    l.resize(l.m.snapshot->file, 49);
+    CHECK(l.check(40) == l.dir.file(l.m.snapshot->file) + ": snapshot file of 49 bytes, the manifest says 50");
+    l.resize(l.m.snapshot->file, 51);
+    CHECK(l.check(40) == l.dir.file(l.m.snapshot->file) + ": snapshot file of 51 bytes, the manifest says 50");
+  }
+  SUBCASE("not a file") {
+    std::filesystem::remove(l.dir.file(l.m.snapshot->file));
+    std::filesystem::create_directory(l.dir.file(l.m.snapshot->file));
+    CHECK(l.check(40) == l.dir.file(l.m.snapshot->file) +
+                             ": snapshot file is not a regular file (the manifest lists it with 50 bytes)");
+  }
+}
+
+TEST_CASE("check files: segments before the last hold at least their size") {
+  Lineage l;
+  const std::string first = segment_file_name(11);
+  l.resize(first, 19);
+  CHECK(l.check(40) == l.dir.file(first) + ": log segment of 19 bytes, but the manifest says 20 (bytes 11..30)");
+  l.resize(first, 25);  // junk past its size (a failed ftruncate): never read
+  CHECK(l.check(40) == "");
+  std::filesystem::remove(l.dir.file(first));
+  CHECK(l.check(40) == l.dir.file(first) + ": log segment missing (the manifest lists it with bytes 11..30)");
+}
+
+TEST_CASE("check files: the last segment holds every byte up to the commit point, and may hold more") {
+  Lineage l;
+  const std::string last = segment_file_name(31);
+  SUBCASE("longer than the commit point: a torn tail, which the caller cuts") {
+    l.resize(last, 15);
+    CHECK(l.check(40) == "");
+  }
+  SUBCASE("the log grew in it after the manifest was written") {
+    l.resize(last, 15);
+    CHECK(l.check(45) == "");
+    l.resize(last, 25);
+    CHECK(l.check(45) == "");
+  }
+  SUBCASE("shorter than the commit point") {
+    CHECK(l.check(45) ==
+          l.dir.file(last) + ": log segment of 10 bytes, but the commit point 45 needs 15 (bytes 31..45)");
+    l.resize(last, 14);
+    CHECK(l.check(45) ==
+          l.dir.file(last) + ": log segment of 14 bytes, but the commit point 45 needs 15 (bytes 31..45)");
+  }
+  SUBCASE("shorter than the manifest says") {
+    l.resize(last, 9);
+    CHECK(l.check(40) == l.dir.file(last) + ": log segment of 9 bytes, but the manifest says 10 (bytes 31..40)");
+  }
+  SUBCASE("missing") {
+    std::filesystem::remove(l.dir.file(last));
+    CHECK(l.check(42) == l.dir.file(last) + ": log segment missing (the manifest lists it with bytes 31..42)");
+  }
+}
+
+TEST_CASE("check files: a commit point the manifest cannot have") {
+  Lineage l;
+  CHECK(l.check(39) ==
+        l.dir.file("manifest.json") +
+            ": lists the log up to 40, past the commit point 39 (a commit record older than the manifest)");
+  l.m.segments.clear();
+  l.m.snapshot->offset = 10;
+  l.m.log_first_offset = 11;
+  CHECK(l.check(10) == "");
+  CHECK(l.check(11) == l.dir.file("manifest.json") +
+                           ": lists no log segment (the log ends at 10), but the commit point is 11");
+  // Not a consistent manifest at all: never checked against the files.
+  l.m.segments = {{segment_file_name(12), 12, 5}};
+  CHECK(l.check(20) == l.dir.file("manifest.json") + ": log.segments[0]: starts at 12, but log.first_offset is 11");
+}
+
+TEST_CASE("check files: segment files the manifest does not list") {
+  Lineage l;
+  write_file(l.dir.file(segment_file_name(1)), std::string(10, 'x'));     // trimmed, unlink failed
+  write_file(l.dir.file(segment_file_name(41)), std::string(3, 'x'));     // opened for bytes never committed
+  write_file(l.dir.file(segment_file_name(1000)), "");
+  write_file(l.dir.file("log-junk.seg"), "");
+  write_file(l.dir.file("log.seg.tmp"), "");                               // not a segment name
+  std::filesystem::create_directory(l.dir.file(segment_file_name(20)));  // a directory: not ours
+  CHECK(l.check(40) == "");
+  CHECK(l.last_warnings ==
+        l.dir.path + ": log segments the manifest does not list, before the log (left from a trim): " +
+            segment_file_name(1) + "; " + l.dir.path +
+            ": log segments the manifest does not list, past the commit point (never committed): " +
+            segment_file_name(41) + " " + segment_file_name(1000) + "; " + l.dir.path +
+            ": files named like log segments, but not by psync-proxy: log-junk.seg");
+
+  // One that starts inside the log is an error: the log is not what the manifest says.
+  write_file(l.dir.file(segment_file_name(25)), std::string(16, 'y'));
+  CHECK(l.check(40) == l.dir.file(segment_file_name(25)) +
+                           ": a log segment the manifest does not list, starting inside the log (bytes 11..40)");
+  // ... and so is one past the manifest's end that holds committed bytes (M2).
+  std::filesystem::remove(l.dir.file(segment_file_name(25)));
+  l.resize(segment_file_name(31), 20);
+  CHECK(l.check(41) == l.dir.file(segment_file_name(41)) +
+                           ": a log segment the manifest does not list, starting inside the log (bytes 11..41)");
+}
+
+TEST_CASE("check files: the segments a ReplicationLog writes are the ones the manifest names") {
+  TempDir dir;
+  psync::backlog::ReplicationLog log(dir.path, 10);
+  log.reset(101);
+  for (int i = 0; i < 3; ++i) log.append(std::string(10, static_cast<char>('a' + i)));
+  log.append("tail");
+  REQUIRE(log.segment_count() == 4);
+  Manifest m;
+  m.log_first_offset = 101;
+  m.segments = {{segment_file_name(101), 101, 10}, {segment_file_name(111), 111, 10}, {segment_file_name(121), 121, 10},
+                {segment_file_name(131), 131, 2}};
+  std::string warnings;
+  CHECK(check_files(dir.path, m, 134, warnings) == "");
+  CHECK(warnings == "");
+  CHECK(check_files(dir.path, m, 135, warnings) ==
+        dir.file(segment_file_name(131)) +
+            ": log segment of 4 bytes, but the commit point 135 needs 5 (bytes 131..135)");
 }
