@@ -4,7 +4,7 @@
 
 namespace psync::backlog {
 
-LineageStore::LineageStore(std::string dir, uint64_t segment_bytes) : log_(std::move(dir), segment_bytes) {}
+LineageStore::LineageStore(std::string dir, uint64_t segment_bytes) : log_(dir, segment_bytes), dir_(dir) {}
 
 void LineageStore::reset(uint64_t next_offset) {
   log_.reset(next_offset);
@@ -12,32 +12,141 @@ void LineageStore::reset(uint64_t next_offset) {
   upstream_ = {};
   replid_.clear();
   snapshot_.reset();
+  lineage_start_ = 0;
+  record_.reset();
+  record_.emplace(CommitRecord::open(dir_));
+  record_->write(committed_end_, 0);
+  write_manifest_at(committed_end_, 0);
+}
+
+namespace {
+bool same_segments(const std::vector<ReplicationLog::SegmentInfo>& a, const std::vector<ReplicationLog::SegmentInfo>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].first_offset != b[i].first_offset) return false;
+  }
+  return true;
+}
+}  // namespace
+
+Manifest LineageStore::manifest() const {
+  Manifest m;
+  const uint64_t end = committed_end_;
+  m.replid = replid_;
+  m.lineage_start = snapshot_ ? lineage_start_ : 0;
+  if (snapshot_) {
+    const std::string& path = snapshot_->path();
+    m.snapshot = ManifestSnapshot{path.substr(path.rfind('/') + 1), snapshot_->offset(), snapshot_->prefix(),
+                                  snapshot_->size(), snapshot_->created_unix()};
+  }
+  m.log_first_offset = std::max(log_.first_offset(), trim_floor_);
+  // Only committed bytes (M1): segments past the committed end are left out,
+  // the last one is cut at it; those about to be trimmed too.
+  for (const auto& seg : log_.segments()) {
+    if (seg.first_offset < trim_floor_) continue;
+    if (seg.first_offset > end + 1 || (seg.first_offset == end + 1 && !m.segments.empty())) break;
+    ManifestSegment ms{seg.file, seg.first_offset, std::min(seg.size, end + 1 - seg.first_offset)};
+    m.segments.push_back(std::move(ms));
+  }
+  if (m.segments.empty()) m.log_first_offset = end + 1;
+  m.upstream_replid = upstream_.replid;
+  m.upstream_offset = upstream_.offset;
+  return m;
+}
+
+void LineageStore::write_manifest_at(uint64_t end, uint64_t upstream_offset) {
+  const uint64_t saved_end = committed_end_;
+  const uint64_t saved_upstream = upstream_.offset;
+  committed_end_ = end;
+  upstream_.offset = upstream_offset;
+  Manifest m = manifest();
+  committed_end_ = saved_end;
+  upstream_.offset = saved_upstream;
+  backlog::write_manifest(dir_, m);
+  persisted_segments_ = log_.segments();
+  persist_dirty_ = false;
+  persist_error_.clear();
+}
+
+void LineageStore::persist() {
+  try {
+    write_manifest_at(committed_end_, upstream_.offset);
+  } catch (const std::exception& e) {
+    persist_dirty_ = true;
+    persist_error_ = std::string("cannot write the manifest: ") + e.what();
+  }
+}
+
+void LineageStore::trim_to(uint64_t keep_from) {
+  // Which segments go (whole ones, never the last), as trim_before decides.
+  auto segs = log_.segments();
+  size_t drop = 0;
+  while (drop + 1 < segs.size() && segs[drop].first_offset + segs[drop].size <= keep_from) ++drop;
+  if (drop == 0) return;
+  if (record_) {
+    // The manifest stops listing them first: a crash in between leaves stray
+    // files before the log (check_files warns), never a manifest naming files
+    // that are gone. No manifest, no trim.
+    trim_floor_ = segs[drop].first_offset;
+    persist();
+    trim_floor_ = 0;
+    if (persist_dirty_) throw LogError(persist_error_ + " (old log segments kept until it can be written)");
+  }
+  log_.trim_before(keep_from);
+}
+
+void LineageStore::flush() {
+  if (persist_dirty_) persist();
+}
+
+void LineageStore::record_commit(uint64_t end, uint64_t upstream_offset) {
+  if (!record_) return;  // before reset(): nothing on disk to describe
+  if (persist_dirty_ || !same_segments(persisted_segments_, log_.segments())) write_manifest_at(end, upstream_offset);
+  record_->write(end, upstream_offset);
 }
 
 void LineageStore::append(std::string_view bytes) { log_.append(bytes); }
 
 void LineageStore::commit(uint64_t upstream_offset) {
+  const uint64_t end = log_.last_offset();
+  record_commit(end, upstream_offset);  // first: what replicas are shown is always on record
   upstream_.offset = upstream_offset;
-  if (committed_end_ == log_.last_offset()) return;
-  committed_end_ = log_.last_offset();
+  if (committed_end_ == end) return;
+  committed_end_ = end;
   if (on_commit_) on_commit_();
 }
 
 void LineageStore::commit_own() {
-  if (committed_end_ == log_.last_offset()) return;
-  committed_end_ = log_.last_offset();
+  const uint64_t end = log_.last_offset();
+  if (committed_end_ == end) return;
+  record_commit(end, upstream_.offset);
+  committed_end_ = end;
   if (on_commit_) on_commit_();
 }
 
 uint64_t LineageStore::rollback(std::string& problems) {
   uint64_t dropped = log_.last_offset() - committed_end_;
   problems = dropped ? log_.truncate_to(committed_end_ + 1) : std::string();
+  if (dropped && !same_segments(persisted_segments_, log_.segments())) persist();
   return dropped;
 }
 
 void LineageStore::set_upstream(std::string replid, uint64_t offset) {
   upstream_.replid = std::move(replid);
   upstream_.offset = offset;
+  if (!record_) return;
+  try {
+    record_->set_upstream_replid(upstream_.replid);
+    record_->write(committed_end_, offset);
+  } catch (const std::exception& e) {
+    persist_error_ = std::string("cannot write the commit record: ") + e.what();
+  }
+  persist();
+}
+
+void LineageStore::forget_upstream() {
+  upstream_.replid.clear();
+  set_upstream({}, upstream_.offset);
 }
 
 void LineageStore::begin_lineage(std::shared_ptr<Snapshot> snapshot, std::string& problems) {
@@ -48,10 +157,12 @@ void LineageStore::begin_lineage(std::shared_ptr<Snapshot> snapshot, std::string
   snapshot_ = std::move(snapshot);
   replid_ = snapshot_->replid();
   lineage_start_ = snapshot_->offset();
-  if (old) old->discard();
   problems.clear();
+  // The manifest names the new snapshot before the old file goes.
+  if (record_) persist();
+  if (old) old->discard();
   try {
-    log_.trim_before(snapshot_->offset() + 1);
+    trim_to(snapshot_->offset() + 1);
   } catch (const std::exception& e) {
     problems = e.what();
   }
@@ -64,8 +175,9 @@ void LineageStore::install_snapshot(std::shared_ptr<Snapshot> snapshot) {
   }
   std::shared_ptr<Snapshot> old = std::move(snapshot_);
   snapshot_ = std::move(snapshot);
-  // Same replid, same file name: the new file was renamed over the old one,
-  // which discard() recognises and leaves alone.
+  // The manifest names the new file before the old one goes (its readers keep
+  // their fd).
+  if (record_) persist();
   old->discard();
 }
 
@@ -83,7 +195,7 @@ uint64_t LineageStore::trim(uint64_t backlog_bytes, uint64_t hold_from, std::str
   keep_from = std::min(keep_from, hold_from);
   const uint64_t before = log_.bytes_on_disk();
   try {
-    log_.trim_before(keep_from);
+    trim_to(keep_from);
   } catch (const std::exception& e) {
     problems = e.what();
   }

@@ -21,14 +21,22 @@
 //   3. rollback() brings the log back to the committed end and cannot fail:
 //      after any failed append, or a link lost mid-command, the next bytes are
 //      appended right after the last committed one.
+//   4. The data directory describes the store (backlog/manifest.h): every
+//      commit is written to commit.rec (one pwrite) before the committed end
+//      moves and anyone is told, and manifest.json is rewritten (atomically)
+//      whenever the lineage, the snapshot, the segment list or the upstream
+//      stream changes, listing only committed bytes (M1). A new segment is in
+//      a written manifest before the commit that first reaches into it.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "backlog/manifest.h"
 #include "backlog/replication_log.h"
 #include "backlog/snapshot_store.h"
 
@@ -47,8 +55,17 @@ class LineageStore {
   LineageStore& operator=(const LineageStore&) = delete;
 
   // Deletes what an earlier run left and starts with an empty log whose first
-  // byte will be next_offset, and no lineage. Throws LogError.
+  // byte will be next_offset, and no lineage; writes the first manifest and
+  // opens commit.rec. Throws LogError.
   void reset(uint64_t next_offset);
+
+  // The manifest describing the committed store now.
+  Manifest manifest() const;
+  // A manifest that could not be written outside a commit (a lineage, a
+  // snapshot, a trim): the error, until a later write succeeds. flush()
+  // retries it.
+  const std::string& persist_error() const { return persist_error_; }
+  void flush();
 
   // ----- Writing (the live feed) -----
   // Appends past the committed end. Throws LogError; the bytes are then not
@@ -75,7 +92,7 @@ class LineageStore {
   // that cannot be resumed (SYNC).
   void set_upstream(std::string replid, uint64_t offset);
   // The upstream stream cannot be resumed at the committed end any more.
-  void forget_upstream() { upstream_.replid.clear(); }
+  void forget_upstream();
 
   // ----- The lineage -----
   // A complete, durable snapshot taken at the committed end (its offset must
@@ -116,7 +133,24 @@ class LineageStore {
   void set_listener(std::function<void()> on_commit) { on_commit_ = std::move(on_commit); }
 
  private:
+  // Writes the manifest for a commit point (end, upstream offset); throws.
+  void write_manifest_at(uint64_t end, uint64_t upstream_offset);
+  // The same outside a commit: failures are kept in persist_error_.
+  void persist();
+  // Deletes the whole segments before keep_from (not the last), after a
+  // manifest that no longer lists them. Throws LogError.
+  void trim_to(uint64_t keep_from);
+  // The commit point goes to commit.rec, and to the manifest first when the
+  // segment list changed (a new segment). Throws LogError.
+  void record_commit(uint64_t end, uint64_t upstream_offset);
+
   ReplicationLog log_;
+  std::string dir_;
+  std::optional<CommitRecord> record_;
+  std::vector<ReplicationLog::SegmentInfo> persisted_segments_;  // as the last manifest lists them (sizes aside)
+  bool persist_dirty_ = false;
+  uint64_t trim_floor_ = 0;  // while trimming: the manifest lists segments from here
+  std::string persist_error_;
   uint64_t committed_end_ = 0;
   UpstreamPosition upstream_;
   std::string replid_;

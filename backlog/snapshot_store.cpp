@@ -38,7 +38,7 @@ int fsync_dir(const std::string& dir) {
 
 bool leftover_name(std::string_view name) {
   return (name.starts_with("snapshot-") && name.ends_with(".rdb")) || name.ends_with(".tmp") ||
-         (name.starts_with("log-") && name.ends_with(".seg"));
+         (name.starts_with("log-") && name.ends_with(".seg")) || name == "manifest.json" || name == "commit.rec";
 }
 
 }  // namespace
@@ -130,7 +130,10 @@ std::shared_ptr<Snapshot> SnapshotWriter::commit(const std::string& replid, uint
   fd_ = -1;
   if (close(fd) != 0) fail_tmp(tmp_path_, "close", errno);
 
-  std::string final_path = dir_ + "/snapshot-" + replid + ".rdb";
+  // A snapshot within a lineage (a prefix) gets its offset in the name: it
+  // never replaces the file the manifest names until the manifest names it.
+  std::string final_path = dir_ + "/snapshot-" + replid +
+                           (prefix.empty() ? std::string() : "-" + std::to_string(offset)) + ".rdb";
   if (rename(tmp_path_.c_str(), final_path.c_str()) != 0) {
     fail_tmp(tmp_path_ + " -> " + final_path, "rename", errno);
   }

@@ -66,7 +66,8 @@ class SnapshotWriter {
   void write(std::string_view bytes);
   uint64_t bytes() const { return bytes_; }
 
-  // fsync, rename to <dir>/snapshot-<replid>.rdb, fsync the directory, reopen
+  // fsync, rename to <dir>/snapshot-<replid>.rdb (snapshot-<replid>-<offset>.rdb
+  // when there is a prefix: one taken within a lineage), fsync the directory, reopen
   // read-only. Blocking for the length of an fsync of the whole file: call it
   // off the event loop thread. Throws LogError; the temp file is then removed.
   std::shared_ptr<Snapshot> commit(const std::string& replid, uint64_t offset,
@@ -83,7 +84,8 @@ class SnapshotWriter {
   bool done_ = false;
 };
 
-// Removes what an earlier run left in dir: snapshot-*.rdb, *.tmp, log-*.seg.
+// Removes what an earlier run left in dir: snapshot-*.rdb, *.tmp, log-*.seg,
+// manifest.json, commit.rec.
 // Returns how many files were removed.
 size_t clean_data_dir(const std::string& dir);
 

@@ -434,6 +434,8 @@ void Proxy::on_keepalive_timer(uv_timer_t* t) {
   }
   self->refresher_->on_second();
   self->trim_log();
+  self->store_.flush();
+  if (!self->store_.persist_error().empty()) self->storage_failed(self->store_.persist_error());
 }
 
 // ---------------------------------------------------------------- INFO / ROLE

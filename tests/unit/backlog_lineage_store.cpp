@@ -8,6 +8,7 @@
 #include <string>
 
 #include "backlog/lineage_store.h"
+#include "backlog/manifest.h"
 #include "tests/unit/backlog_fixtures.h"
 
 using psync::backlog::LineageStore;
@@ -278,4 +279,53 @@ TEST_CASE("replication log: reopened from its segment list after a crash, a torn
   // Not contiguous: refused.
   shorter[1].first_offset = 12;
   CHECK_THROWS_AS(other.reopen(shorter, 1, 28), std::invalid_argument);
+}
+
+TEST_CASE("lineage store: the data directory describes it at every step: manifest.json, commit.rec and the files agree") {
+  TempDir dir;
+  LineageStore store(dir.path, 10);
+  store.reset(1);
+  std::string error, problems;
+  auto check_dir = [&](const char* step) {
+    INFO(step);
+    auto m = psync::backlog::read_manifest(dir.path, error);
+    REQUIRE_MESSAGE(m, error);
+    CHECK(*m == store.manifest());
+    auto rec = psync::backlog::CommitRecord::read(dir.path, error);
+    REQUIRE_MESSAGE(rec, error);
+    CHECK(rec->committed_end == store.committed_end());
+    CHECK(rec->upstream_offset == store.upstream().offset);
+    CHECK(rec->upstream_replid == store.upstream().replid);
+    std::string warnings;
+    CHECK(psync::backlog::check_files(dir.path, *m, rec->committed_end, warnings) == "");
+    CHECK(psync::backlog::log_end(*m) <= rec->committed_end);
+  };
+  check_dir("empty");
+  const std::string id = "a" + std::string(39, 'b');
+  {
+    SnapshotWriter w(dir.path);
+    w.write("REDIS0006-lineage");
+    store.begin_lineage(w.commit(id, 0), problems);
+  }
+  store.set_upstream("c" + std::string(39, 'd'), 5000);
+  check_dir("a lineage");
+  for (int i = 0; i < 7; ++i) {
+    store.append("0123");
+    store.append("456789");  // the second half of a command
+    store.commit(5010 + 10 * static_cast<uint64_t>(i));
+    check_dir("commits across segments");
+  }
+  store.append("uncommitted");
+  check_dir("bytes appended and not committed are not described");
+  CHECK(store.rollback(problems) == 11);
+  {
+    SnapshotWriter w(dir.path, "refresh");
+    w.write("REDIS0006-refreshed");
+    store.install_snapshot(w.commit(id, 50, "*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"));
+  }
+  check_dir("a refreshed snapshot");
+  CHECK(store.trim(10, UINT64_MAX, problems) > 0);
+  check_dir("trimmed");
+  store.forget_upstream();
+  check_dir("the upstream forgotten");
 }
