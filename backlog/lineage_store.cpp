@@ -1,5 +1,10 @@
 #include "backlog/lineage_store.h"
 
+#include <dirent.h>
+#include <unistd.h>
+
+#include <algorithm>
+
 #include <stdexcept>
 
 namespace psync::backlog {
@@ -17,6 +22,88 @@ void LineageStore::reset(uint64_t next_offset) {
   record_.emplace(CommitRecord::open(dir_));
   record_->write(committed_end_, 0);
   write_manifest_at(committed_end_, 0);
+}
+
+LineageStore::Reopen LineageStore::open(std::string& what) {
+  std::string error;
+  std::optional<Manifest> m = read_manifest(dir_, error);
+  if (!m) {
+    what = error;
+    return error.empty() ? Reopen::kNone : Reopen::kRefused;
+  }
+  std::string rec_error;
+  std::optional<CommitRecord::Rec> rec = CommitRecord::read(dir_, rec_error);
+  std::string warnings;
+  std::string files_error = "no commit record";
+  if (rec && !rec->this_boot && rec->committed_end != log_end(*m)) {
+    // A clean shutdown syncs everything and writes a manifest at the exact
+    // commit point; this one did not happen before the machine went down.
+    what = dir_ + ": the commit record (offset " + std::to_string(rec->committed_end) +
+           ") is of an earlier boot and newer than the manifest (offset " + std::to_string(log_end(*m)) +
+           "): the machine went down without a clean shutdown of the proxy, and the log may have lost what it "
+           "describes";
+    return Reopen::kStale;
+  }
+  if (rec) files_error = check_files(dir_, *m, rec->committed_end, warnings);
+  if (!rec || !files_error.empty()) {
+    // The manifest's own commit point would reopen an older log than what
+    // replicas may hold; that needs a new replid (replid2), not done yet.
+    what = dir_ + ": cannot reopen the lineage: " + (rec ? files_error : rec_error);
+    return Reopen::kRefused;
+  }
+  // What the manifest does not name goes: stray segments (started for bytes
+  // never committed, or left by a trim), temp files of downloads cut short,
+  // snapshots of other lineages.
+  std::string removed;
+  {
+    std::vector<std::string> keep;
+    if (m->snapshot) keep.push_back(m->snapshot->file);
+    for (const auto& ms : m->segments) keep.push_back(ms.file);
+    DIR* d = opendir(dir_.c_str());
+    if (d != nullptr) {
+      while (dirent* e = readdir(d)) {
+        std::string name = e->d_name;
+        const bool ours = (name.starts_with("snapshot-") && name.ends_with(".rdb")) || name.ends_with(".tmp") ||
+                          (name.starts_with("log-") && name.ends_with(".seg"));
+        if (!ours || std::find(keep.begin(), keep.end(), name) != keep.end()) continue;
+        if (unlinkat(dirfd(d), name.c_str(), 0) == 0) removed += (removed.empty() ? "" : ", ") + name;
+      }
+      closedir(d);
+    }
+  }
+  const uint64_t end = rec->committed_end;
+  std::vector<ReplicationLog::SegmentInfo> segs;
+  for (const auto& ms : m->segments) segs.push_back({ms.file, ms.first_offset, ms.size});
+  std::shared_ptr<Snapshot> snap;
+  if (m->snapshot) {
+    snap = Snapshot::open(dir_ + "/" + m->snapshot->file, m->snapshot->bytes, m->snapshot->offset, m->replid,
+                          m->snapshot->created_unix, m->snapshot->prefix);
+  }
+  log_.reopen(segs, segs.empty() ? end + 1 : m->log_first_offset, end + 1);
+  committed_end_ = end;
+  snapshot_ = std::move(snap);
+  replid_ = m->replid;
+  lineage_start_ = m->lineage_start;
+  upstream_ = {rec->upstream_replid, rec->upstream_offset};
+  record_.reset();
+  record_.emplace(CommitRecord::open(dir_));
+  record_->set_upstream_replid(upstream_.replid);
+  record_->write(committed_end_, upstream_.offset);
+  write_manifest_at(committed_end_, upstream_.offset);
+  what = "reopened lineage " + (replid_.empty() ? std::string("(none yet)") : replid_) + " from " + dir_ +
+         ": snapshot at offset " + (snapshot_ ? std::to_string(snapshot_->offset()) : std::string("-")) +
+         ", log " + std::to_string(log_.first_offset()) + "-" + std::to_string(committed_end_) +
+         (upstream_.replid.empty() ? std::string() : ", upstream " + upstream_.replid + " at " +
+                                                         std::to_string(upstream_.offset)) +
+         (removed.empty() ? std::string() : "; removed what it does not name: " + removed);
+  return Reopen::kReopened;
+}
+
+void LineageStore::close_cleanly() {
+  if (!record_) return;
+  log_.sync_all();
+  record_->sync();
+  write_manifest_at(committed_end_, upstream_.offset);
 }
 
 namespace {
@@ -42,9 +129,11 @@ Manifest LineageStore::manifest() const {
   m.log_first_offset = std::max(log_.first_offset(), trim_floor_);
   // Only committed bytes (M1): segments past the committed end are left out,
   // the last one is cut at it; those about to be trimmed too.
+  // A segment that starts right after the committed end is listed, empty:
+  // it is in a manifest before the commit that first reaches into it (M2).
   for (const auto& seg : log_.segments()) {
     if (seg.first_offset < trim_floor_) continue;
-    if (seg.first_offset > end + 1 || (seg.first_offset == end + 1 && !m.segments.empty())) break;
+    if (seg.first_offset > end + 1) break;
     ManifestSegment ms{seg.file, seg.first_offset, std::min(seg.size, end + 1 - seg.first_offset)};
     m.segments.push_back(std::move(ms));
   }
@@ -101,7 +190,13 @@ void LineageStore::flush() {
 
 void LineageStore::record_commit(uint64_t end, uint64_t upstream_offset) {
   if (!record_) return;  // before reset(): nothing on disk to describe
-  if (persist_dirty_ || !same_segments(persisted_segments_, log_.segments())) write_manifest_at(end, upstream_offset);
+  // A new segment goes into a manifest at the commit point before this one
+  // (listed empty), then the record moves into it: a crash in between leaves
+  // a record that is never older than the manifest and never points into a
+  // segment the manifest does not list.
+  if (persist_dirty_ || !same_segments(persisted_segments_, log_.segments())) {
+    write_manifest_at(committed_end_, upstream_.offset);
+  }
   record_->write(end, upstream_offset);
 }
 

@@ -59,6 +59,27 @@ class LineageStore {
   // opens commit.rec. Throws LogError.
   void reset(uint64_t next_offset);
 
+  // Reopens the lineage an earlier run left in the directory (restart),
+  // following the reader's protocol of backlog/manifest.h:
+  //   kNone     no manifest: nothing to reopen (the caller calls reset()).
+  //   kReopened the commit record is from this boot and the files agree: the
+  //             log is cut back to its commit point (a torn tail goes), the
+  //             same replid, snapshot and upstream position go on.
+  //   kStale    the record is of an earlier boot and newer than the manifest:
+  //             the machine went down without the proxy's clean shutdown, so
+  //             the log may have lost pages it describes: not reopened (the
+  //             caller starts a new lineage, saying why).
+  //   kRefused  a manifest that cannot be read (garbage, a newer format),
+  //             or files that disagree with it and with the record: `what`
+  //             names the file and says what is wrong; nothing was changed.
+  // `what` also says what was reopened, and which stray files were removed.
+  enum class Reopen { kNone, kReopened, kStale, kRefused };
+  Reopen open(std::string& what);
+  // At a clean shutdown: every segment and the commit record are synced to
+  // the disk, then a manifest with the exact commit point is written, so the
+  // lineage reopens after a reboot too. Throws LogError.
+  void close_cleanly();
+
   // The manifest describing the committed store now.
   Manifest manifest() const;
   // A manifest that could not be written outside a commit (a lineage, a

@@ -311,6 +311,21 @@ void ReplicationLog::trim_before(uint64_t keep_from) {
   }
 }
 
+void ReplicationLog::sync_all() const {
+  for (const auto& seg : segments_) {
+    if (seg->file) {
+      if (fdatasync(seg->file->fd) != 0) fail(seg->path, "fdatasync", errno);
+      continue;
+    }
+    int fd = open(seg->path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail(seg->path, "open", errno);
+    int rc = fdatasync(fd);
+    int err = errno;
+    close(fd);
+    if (rc != 0) fail(seg->path, "fdatasync", err);
+  }
+}
+
 uint64_t ReplicationLog::bytes_on_disk() const {
   uint64_t total = 0;
   for (const auto& seg : segments_) total += seg->size;

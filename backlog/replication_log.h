@@ -124,6 +124,9 @@ class ReplicationLog {
   // segment being written is never deleted.
   void trim_before(uint64_t keep_from);
 
+  // fdatasync of every segment file (a clean shutdown). Throws LogError.
+  void sync_all() const;
+
   uint64_t bytes_on_disk() const;
   size_t segment_count() const { return segments_.size(); }
   // Segment files held open by the log itself (spans may hold more).

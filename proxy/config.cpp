@@ -233,6 +233,15 @@ const std::vector<OptionSpec>& option_specs() {
        }},
       {"snapshot-min-interval", "Seconds between two automatic refreshes at least (each forks the master)", "900",
        [](Config& c, const std::string& v) { return seconds_value(v, c.snapshot_min_interval_s); }},
+      {"dir-recover",
+       "yes: a data directory that cannot be reopened (a bad manifest, missing files) is discarded with a "
+       "warning, and a new lineage starts; no: it is an error (exit 2)",
+       "no",
+       [](Config& c, const std::string& v) {
+         std::string e = choice(v, {"yes", "no"});
+         if (e.empty()) c.dir_recover = v == "yes";
+         return e;
+       }},
       {"log-segment-size", "Bytes per log segment file (units: kb, mb, gb); the log is trimmed a segment at a time",
        "64mb",
        [](Config& c, const std::string& v) -> std::string {

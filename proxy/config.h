@@ -53,6 +53,7 @@ struct Config {
   double upstream_connect_timeout_s = 10;  // for the name lookup, then again for the TCP connect
   double ping_period_s = 10;       // the proxy's own PING in the stream
   uint64_t segment_bytes = 64ull << 20;
+  bool dir_recover = false;  // --dir-recover: a data dir that cannot be trusted is discarded, not an error
 };
 
 // What parse_args decided: run with a config, or exit with a code after

@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
     uv_signal_start(&signals.intr, on_signal, SIGINT);
     uv_signal_start(&signals.hup, on_hup, SIGHUP);
     if (!proxy.start()) {
-      rc = 1;
+      rc = proxy.start_error_code();
       proxy.shutdown();
       close_signals(&signals);
     }

@@ -131,9 +131,34 @@ bool Proxy::start() {
     return false;
   }
   try {
-    size_t removed = backlog::clean_data_dir(config_.dir);
-    if (removed) LOG_INFO(kComponent, "removed %zu files of an earlier run from %s", removed, config_.dir.c_str());
-    store_.reset(1);
+    // Reopen the lineage an earlier run left (backlog/manifest.h), or start
+    // afresh. What the directory holds is never served at a wrong offset: a
+    // manifest that cannot be trusted is an error (or, with --dir-recover
+    // yes, a fresh start that says what it discarded).
+    std::string what;
+    backlog::LineageStore::Reopen r = backlog::LineageStore::Reopen::kNone;
+    try {
+      r = store_.open(what);
+    } catch (const std::exception& e) {
+      r = backlog::LineageStore::Reopen::kRefused;
+      what = config_.dir + ": cannot reopen the lineage: " + e.what();
+    }
+    if (r == backlog::LineageStore::Reopen::kRefused && !config_.dir_recover) {
+      LOG_ERROR(kComponent, "%s (start with --dir-recover yes to discard it and start afresh)", what.c_str());
+      start_error_code_ = 2;
+      return false;
+    }
+    if (r == backlog::LineageStore::Reopen::kReopened) {
+      LOG_INFO(kComponent, "%s", what.c_str());
+      commands_at_snapshot_ = 0;
+    } else {
+      if (r != backlog::LineageStore::Reopen::kNone) {
+        LOG_WARN(kComponent, "%s: starting a new lineage, discarding what %s holds", what.c_str(), config_.dir.c_str());
+      }
+      size_t removed = backlog::clean_data_dir(config_.dir);
+      if (removed) LOG_INFO(kComponent, "removed %zu files of an earlier run from %s", removed, config_.dir.c_str());
+      store_.reset(1);
+    }
     store_.set_listener([this] { notify_sessions(); });
   } catch (const std::exception& e) {
     LOG_ERROR(kComponent, "cannot prepare %s: %s", config_.dir.c_str(), e.what());
@@ -189,6 +214,12 @@ void Proxy::shutdown() {
   for (auto& s : sessions_) s->close("the proxy is shutting down");
   refresher_->stop();
   feed_->stop();
+  try {
+    store_.close_cleanly();  // the lineage reopens at this exact point, after a reboot too
+  } catch (const std::exception& e) {
+    LOG_WARN(kComponent, "cannot sync %s at shutdown: %s (the next start may begin a new lineage)",
+             config_.dir.c_str(), e.what());
+  }
   status_->stop();
   if (timers_started_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&ping_timer_), nullptr);

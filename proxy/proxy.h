@@ -58,9 +58,12 @@ class Proxy : public SessionHost {
   Proxy(const Proxy&) = delete;
   Proxy& operator=(const Proxy&) = delete;
 
-  // Creates the data directory, binds the listeners, starts the upstream
-  // link. false (after one error line) when it cannot.
+  // Creates the data directory (or reopens the lineage it holds), binds the
+  // listeners, starts the upstream link. false (after one error line) when
+  // it cannot; start_error_code() is then the exit code (1, or 2 for a data
+  // directory that cannot be trusted).
   bool start();
+  int start_error_code() const { return start_error_code_; }
   // Stops accepting, closes every link. The loop ends once handles close.
   void shutdown();
 
@@ -163,7 +166,8 @@ class Proxy : public SessionHost {
 
   std::unique_ptr<LiveFeed> feed_;  // the upstream link and what it feeds into the store
   std::unique_ptr<Refresher> refresher_;
-  uint64_t commands_at_snapshot_ = 0;  // the live link's command count at the snapshot's offset
+  uint64_t commands_at_snapshot_ = 0;
+  int start_error_code_ = 1;  // the live link's command count at the snapshot's offset
   std::unique_ptr<StatusServer> status_;
   std::list<std::unique_ptr<ReplicaSession>> sessions_;
   uint64_t next_session_id_ = 1;
