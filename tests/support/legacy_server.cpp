@@ -918,7 +918,8 @@ std::vector<std::string> LegacyServer::write_all(const std::vector<std::pair<int
     std::vector<std::string> replies;
     post([&] {
         for (const auto& [db, cmd] : cmds) {
-            if (db < 0 || db >= kDbNum || cmd.empty()) throw std::invalid_argument("legacy server: bad write");
+            if (db < 0 || db >= kDbNum || cmd.empty() || lower(cmd[0]) == "sync")
+                throw std::invalid_argument("legacy server: write() takes a db 0..15 and a command other than SYNC");
             Client& c = *api_client_;
             c.db = db;
             c.out.clear();
