@@ -187,6 +187,7 @@ struct LegacyServer::Client {
     std::string in;
     std::string out;  // c->buf and c->reply
     int db = 0;
+    long listening_port = 0;  // REPLCONF listening-port
     bool authenticated = false;
     bool close_after_reply = false;
     bool slave = false;
@@ -202,6 +203,8 @@ struct LegacyServer::Client {
 
 struct LegacyServer::Save {
     Clock::time_point ends;
+    int64_t started_unix = 0;
+    long long dirty_before = 0;  // server.dirty_before_bgsave
     std::shared_ptr<const std::string> rdb;
 };
 
@@ -232,6 +235,7 @@ LegacyServer::LegacyServer(LegacyServerOptions options) : options_(std::move(opt
     }
     run_id_ = random_hex40();
     started_unix_ = unix_time_ms() / 1000;
+    last_save_unix_ = started_unix_;
     api_client_ = std::make_unique<Client>();
     api_client_->id = 0;
     api_client_->authenticated = true;
@@ -695,6 +699,7 @@ void LegacyServer::process_command(Client& c, const Command& argv) {
                     reply(c, err("value is not an integer or out of range"));
                     return;
                 }
+                c.listening_port = port;
             } else {
                 reply(c, err("Unrecognized REPLCONF option: " + argv[static_cast<size_t>(j)]));
                 return;
@@ -706,6 +711,7 @@ void LegacyServer::process_command(Client& c, const Command& argv) {
     }
     // call(): propagate when the dataset changed, or when the command forces it (redis.c:1695-1704),
     // in the db of the client that ran it (propagate(c->cmd, c->db->id, ...)).
+    dirty_ += dirty;
     if (dirty > 0 || spec.force_replication) feed_slaves(c.db, argv);
 }
 
@@ -800,12 +806,17 @@ void LegacyServer::start_bgsave(double seconds, bool for_replicas) {
     save_ = std::make_unique<Save>();
     save_->rdb = std::make_shared<const std::string>(redis26_rdb(dbs_));
     save_->ends = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6));
+    save_->started_unix = unix_time_ms() / 1000;
+    save_->dirty_before = dirty_;
     log_line(for_replicas ? "Background saving started (for SYNC)" : "Background saving started");
 }
 
 // backgroundSaveDoneHandler -> updateSlavesWaitingBgsave (replication.c:284-334).
 void LegacyServer::bgsave_done() {
     dump_rdb_ = save_->rdb;
+    dirty_ -= save_->dirty_before;  // backgroundSaveDoneHandler: dirty - dirty_before_bgsave
+    last_save_unix_ = unix_time_ms() / 1000;
+    last_save_seconds_ = last_save_unix_ - save_->started_unix;
     save_.reset();
     log_line("Background saving terminated with success");
     bool start = false;
@@ -859,13 +870,16 @@ void LegacyServer::update_record(const Client& c) {
 }
 
 std::string LegacyServer::info(const std::string& section) const {
-    // genRedisInfoString (redis.c:2032-2080): the server section as 2.6.17 writes it.
+    // genRedisInfoString (redis.c:2032-2310): the server, persistence and replication
+    // sections as 2.6.17 writes them (the other sections are left out), each after a blank
+    // line but the first.
     std::string out;
     const bool all = section == "all" || section == "default";
+    const int64_t now = unix_time_ms() / 1000;
     if (all || section == "server") {
         utsname u{};
         ::uname(&u);
-        const int64_t up = unix_time_ms() / 1000 - started_unix_;
+        const int64_t up = now - started_unix_;
         out += "# Server\r\n"
                "redis_version:2.6.17\r\n"
                "redis_git_sha1:00000000\r\n"
@@ -879,11 +893,30 @@ std::string LegacyServer::info(const std::string& section) const {
         out += "uptime_in_seconds:" + std::to_string(up) + "\r\n";
         out += "uptime_in_days:" + std::to_string(up / 86400) + "\r\n";
         out += "hz:10\r\n";
-        out += "lru_clock:" + std::to_string((unix_time_ms() / 10000) & ((1 << 22) - 1)) + "\r\n";
+        out += "lru_clock:" + std::to_string((now / 10) & ((1 << 22) - 1)) + "\r\n";
     }
-    if (all || section == "replication") {
+    if (all || section == "persistence") {  // redis.c:2122-2150
+        if (!out.empty()) out += "\r\n";
+        out += "# Persistence\r\nloading:0\r\n";
+        out += "rdb_changes_since_last_save:" + std::to_string(dirty_) + "\r\n";
+        out += std::string("rdb_bgsave_in_progress:") + (save_ ? "1" : "0") + "\r\n";
+        out += "rdb_last_save_time:" + std::to_string(last_save_unix_) + "\r\n";
+        out += "rdb_last_bgsave_status:ok\r\n";
+        out += "rdb_last_bgsave_time_sec:" + std::to_string(last_save_seconds_) + "\r\n";
+        out += "rdb_current_bgsave_time_sec:" + std::to_string(save_ ? now - save_->started_unix : -1) + "\r\n";
+        out += "aof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n"
+               "aof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\n";
+    }
+    if (all || section == "replication") {  // redis.c:2236-2310
         if (!out.empty()) out += "\r\n";
         out += "# Replication\r\nrole:master\r\nconnected_slaves:" + std::to_string(slaves_.size()) + "\r\n";
+        int id = 0;
+        for (const Client* s : slaves_) {
+            // anetPeerToString fails on a replica without a socket: skipped, as 2.6 skips one.
+            if (s->fd < 0) continue;
+            const char* state = s->repl == Repl::kSendBulk ? "send_bulk" : s->repl == Repl::kOnline ? "online" : "wait_bgsave";
+            out += "slave" + std::to_string(id++) + ":127.0.0.1," + std::to_string(s->listening_port) + "," + state + "\r\n";
+        }
     }
     return out;
 }

@@ -189,6 +189,9 @@ private:
     int next_client_id_ = 1;
     std::string run_id_;
     int64_t started_unix_ = 0;
+    long long dirty_ = 0;             // server.dirty
+    int64_t last_save_unix_ = 0;      // server.lastsave
+    int64_t last_save_seconds_ = -1;  // server.rdb_save_time_last
 
     std::thread::id thread_id_;
     std::thread thread_;
