@@ -541,32 +541,3 @@ TEST_CASE("refresh legacy: a master that refuses PUBLISH: BGSAVE fails naming PU
     check_replicas_after(t, load, "late", s);
     check_clean_shutdown(t.proxy);
 }
-
-// Not a refresh: the proxy's own SYNC, which starts every lineage. Skipped: it fails today
-// (run it with --no-skip). When another replica waits for its BGSAVE, 2.6 gives the proxy's
-// SYNC a copy of that replica's buffer (replication.c:145-158) and slaveseldb 0 (:180); the
-// copy ends in db 3, so the db-0 write after it comes with no `select` and the proxy logs it
-// in db 3: every replica of the lineage gets it in the wrong db, as a 2.6 slave would. The
-// proxy does not check its first stream's dbs; see the report of branch legacy-server.
-TEST_CASE("refresh legacy: KNOWN BUG the proxy's first SYNC gets a copied buffer that ends in db 3: a db-0 write lands in db 3 on the replicas" *
-          doctest::skip()) {
-    Sandbox sandbox;
-    LegacyServerOptions o = fast_options();
-    o.save_seconds = 2;
-    LegacyServer master(o);
-    fill(master, {0, 3, 5}, 50);
-    master.attach_replica();                // another replica, waiting for its BGSAVE
-    master.write(3, {"SET", "tail", "3"});  // its buffer ends in db 3
-    ProxyProcess proxy(sandbox, "proxy", master.port());
-    proxy.start();
-    wait_until("the proxy's SYNC", 5, [&] { return master.sync_count() == 2; });
-    master.write(0, {"SET", "after", "0"});  // db 0: no `select` reaches the copy
-    proxy.wait_snapshot();
-    RedisServer r1(sandbox, "replica1", replica_options(proxy.port()));
-    r1.start();
-    proxy.wait_replica_online(r1.port());
-    INFO(describe(master));
-    REQUIRE(master.replica(2).how == "copied");
-    REQUIRE(master.replica(2).misrouted == 1);
-    wait_equal(master, r1, 5);
-}
