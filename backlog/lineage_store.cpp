@@ -21,7 +21,7 @@ void LineageStore::reset(uint64_t next_offset) {
   record_.reset();
   record_.emplace(CommitRecord::open(dir_));
   record_->write(committed_end_, 0);
-  write_manifest_at(committed_end_, 0);
+  write_manifest_now();
 }
 
 LineageStore::Reopen LineageStore::open(std::string& what) {
@@ -89,7 +89,7 @@ LineageStore::Reopen LineageStore::open(std::string& what) {
   record_.emplace(CommitRecord::open(dir_));
   record_->set_upstream_replid(upstream_.replid);
   record_->write(committed_end_, upstream_.offset);
-  write_manifest_at(committed_end_, upstream_.offset);
+  write_manifest_now();
   what = "reopened lineage " + (replid_.empty() ? std::string("(none yet)") : replid_) + " from " + dir_ +
          ": snapshot at offset " + (snapshot_ ? std::to_string(snapshot_->offset()) : std::string("-")) +
          ", log " + std::to_string(log_.first_offset()) + "-" + std::to_string(committed_end_) +
@@ -103,18 +103,8 @@ void LineageStore::close_cleanly() {
   if (!record_) return;
   log_.sync_all();
   record_->sync();
-  write_manifest_at(committed_end_, upstream_.offset);
+  write_manifest_now();
 }
-
-namespace {
-bool same_segments(const std::vector<ReplicationLog::SegmentInfo>& a, const std::vector<ReplicationLog::SegmentInfo>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (a[i].first_offset != b[i].first_offset) return false;
-  }
-  return true;
-}
-}  // namespace
 
 Manifest LineageStore::manifest() const {
   Manifest m;
@@ -143,23 +133,18 @@ Manifest LineageStore::manifest() const {
   return m;
 }
 
-void LineageStore::write_manifest_at(uint64_t end, uint64_t upstream_offset) {
-  const uint64_t saved_end = committed_end_;
-  const uint64_t saved_upstream = upstream_.offset;
-  committed_end_ = end;
-  upstream_.offset = upstream_offset;
-  Manifest m = manifest();
-  committed_end_ = saved_end;
-  upstream_.offset = saved_upstream;
-  backlog::write_manifest(dir_, m);
-  persisted_segments_ = log_.segments();
+void LineageStore::write_manifest_now() {
+  backlog::write_manifest(dir_, manifest());
+  persisted_generation_ = log_.segment_list_generation();
   persist_dirty_ = false;
   persist_error_.clear();
 }
 
+bool LineageStore::segments_changed() const { return persisted_generation_ != log_.segment_list_generation(); }
+
 void LineageStore::persist() {
   try {
-    write_manifest_at(committed_end_, upstream_.offset);
+    write_manifest_now();
   } catch (const std::exception& e) {
     persist_dirty_ = true;
     persist_error_ = std::string("cannot write the manifest: ") + e.what();
@@ -168,15 +153,13 @@ void LineageStore::persist() {
 
 void LineageStore::trim_to(uint64_t keep_from) {
   // Which segments go (whole ones, never the last), as trim_before decides.
-  auto segs = log_.segments();
-  size_t drop = 0;
-  while (drop + 1 < segs.size() && segs[drop].first_offset + segs[drop].size <= keep_from) ++drop;
-  if (drop == 0) return;
+  const uint64_t first_kept = log_.first_kept_by_trim(keep_from);
+  if (first_kept == log_.first_offset()) return;
   if (record_) {
     // The manifest stops listing them first: a crash in between leaves stray
     // files before the log (check_files warns), never a manifest naming files
     // that are gone. No manifest, no trim.
-    trim_floor_ = segs[drop].first_offset;
+    trim_floor_ = first_kept;
     persist();
     trim_floor_ = 0;
     if (persist_dirty_) throw LogError(persist_error_ + " (old log segments kept until it can be written)");
@@ -194,9 +177,7 @@ void LineageStore::record_commit(uint64_t end, uint64_t upstream_offset) {
   // (listed empty), then the record moves into it: a crash in between leaves
   // a record that is never older than the manifest and never points into a
   // segment the manifest does not list.
-  if (persist_dirty_ || !same_segments(persisted_segments_, log_.segments())) {
-    write_manifest_at(committed_end_, upstream_.offset);
-  }
+  if (persist_dirty_ || segments_changed()) write_manifest_now();
   record_->write(end, upstream_offset);
 }
 
@@ -222,7 +203,7 @@ void LineageStore::commit_own() {
 uint64_t LineageStore::rollback(std::string& problems) {
   uint64_t dropped = log_.last_offset() - committed_end_;
   problems = dropped ? log_.truncate_to(committed_end_ + 1) : std::string();
-  if (dropped && !same_segments(persisted_segments_, log_.segments())) persist();
+  if (dropped && segments_changed()) persist();
   return dropped;
 }
 

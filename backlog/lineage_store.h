@@ -154,8 +154,10 @@ class LineageStore {
   void set_listener(std::function<void()> on_commit) { on_commit_ = std::move(on_commit); }
 
  private:
-  // Writes the manifest for a commit point (end, upstream offset); throws.
-  void write_manifest_at(uint64_t end, uint64_t upstream_offset);
+  // Writes the manifest of the committed store now; throws.
+  void write_manifest_now();
+  // The segment list is not the one the last manifest lists.
+  bool segments_changed() const;
   // The same outside a commit: failures are kept in persist_error_.
   void persist();
   // Deletes the whole segments before keep_from (not the last), after a
@@ -168,7 +170,7 @@ class LineageStore {
   ReplicationLog log_;
   std::string dir_;
   std::optional<CommitRecord> record_;
-  std::vector<ReplicationLog::SegmentInfo> persisted_segments_;  // as the last manifest lists them (sizes aside)
+  uint64_t persisted_generation_ = UINT64_MAX;  // the log's segment list generation the last manifest lists
   bool persist_dirty_ = false;
   uint64_t trim_floor_ = 0;  // while trimming: the manifest lists segments from here
   std::string persist_error_;

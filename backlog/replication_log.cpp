@@ -63,6 +63,7 @@ void ReplicationLog::reset(uint64_t next_offset) {
   if (next_offset == 0) throw std::invalid_argument("ReplicationLog::reset: offset 0");
   // Readers holding a Span keep their file open until they let go.
   segments_.clear();
+  ++list_generation_;
   next_offset_ = next_offset;
   remove_segment_files(dir_);
 }
@@ -115,6 +116,7 @@ void ReplicationLog::reopen(const std::vector<SegmentInfo>& segments, uint64_t f
                                 ", not at " + std::to_string(next_offset));
   }
   segments_ = std::move(opened);
+  ++list_generation_;
   next_offset_ = segments_.empty() ? first_offset : next_offset;
 }
 
@@ -129,6 +131,7 @@ void ReplicationLog::open_segment(uint64_t first_offset) {
   // reader needs it.
   if (!segments_.empty()) segments_.back()->file.reset();
   segments_.push_back(std::move(seg));
+  ++list_generation_;
 }
 
 // One append always goes whole into one segment (it is never split), so a
@@ -161,6 +164,7 @@ void ReplicationLog::append(std::string_view bytes) {
       // The segment was created for these bytes: remove it altogether.
       unlink(path.c_str());
       segments_.pop_back();
+      ++list_generation_;
     } else if (ftruncate(fd, static_cast<off_t>(seg.size)) != 0) {
       // Harmless if it fails: the partial bytes lie past seg.size (see the
       // invariant in the header).
@@ -277,6 +281,7 @@ std::string ReplicationLog::truncate_to(uint64_t new_next_offset) {
   while (segments_.size() > 1 && segments_.back()->first_offset >= new_next_offset) {
     std::string path = segments_.back()->path;
     segments_.pop_back();
+    ++list_generation_;
     last_changed = true;
     if (unlink(path.c_str()) != 0 && errno != ENOENT) note(path, "unlink");
   }
@@ -296,18 +301,30 @@ std::string ReplicationLog::truncate_to(uint64_t new_next_offset) {
       }
     }
     if (seg.file && ftruncate(seg.file->fd, static_cast<off_t>(seg.size)) != 0) note(seg.path, "ftruncate");
-    if (!seg.file && seg.size == 0) segments_.pop_back();
+    if (!seg.file && seg.size == 0) {
+      segments_.pop_back();
+      ++list_generation_;
+    }
   }
   return problems;
 }
 
-void ReplicationLog::trim_before(uint64_t keep_from) {
+uint64_t ReplicationLog::first_kept_by_trim(uint64_t keep_from) const {
   // Never the last segment: it is the one being written.
-  while (segments_.size() > 1) {
+  for (size_t i = 0; i + 1 < segments_.size(); ++i) {
+    const Segment& seg = *segments_[i];
+    if (seg.first_offset + seg.size > keep_from) return seg.first_offset;  // its last byte >= keep_from
+  }
+  return segments_.empty() ? next_offset_ : segments_.back()->first_offset;
+}
+
+void ReplicationLog::trim_before(uint64_t keep_from) {
+  const uint64_t first_kept = first_kept_by_trim(keep_from);
+  while (!segments_.empty() && segments_.front()->first_offset < first_kept) {
     const Segment& front = *segments_.front();
-    if (front.first_offset + front.size > keep_from) break;  // its last byte >= keep_from
     if (unlink(front.path.c_str()) != 0 && errno != ENOENT) fail(front.path, "unlink", errno);
     segments_.pop_front();
+    ++list_generation_;
   }
 }
 

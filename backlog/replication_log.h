@@ -123,6 +123,12 @@ class ReplicationLog {
   // Deletes whole segments all of whose bytes are below keep_from. The
   // segment being written is never deleted.
   void trim_before(uint64_t keep_from);
+  // The first offset trim_before(keep_from) would keep (first_offset() when
+  // it would delete nothing).
+  uint64_t first_kept_by_trim(uint64_t keep_from) const;
+  // Changes whenever a segment is added to or removed from the list: a cheap
+  // way to tell that segments() changed.
+  uint64_t segment_list_generation() const { return list_generation_; }
 
   // fdatasync of every segment file (a clean shutdown). Throws LogError.
   void sync_all() const;
@@ -147,6 +153,7 @@ class ReplicationLog {
   uint64_t next_offset_ = 1;
   std::deque<std::shared_ptr<Segment>> segments_;
   mutable uint64_t read_clock_ = 0;
+  uint64_t list_generation_ = 0;
 };
 
 }  // namespace psync::backlog
