@@ -14,22 +14,6 @@
 namespace psync::test {
 namespace {
 
-std::string quote(const std::string& s) {
-    std::string out = "\"";
-    for (unsigned char c : s) {
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += static_cast<char>(c);
-        } else if (c >= 0x20 && c < 0x7f) {
-            out += static_cast<char>(c);
-        } else {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\x%02x", c);
-            out += buf;
-        }
-    }
-    return out + "\"";
-}
 
 std::string render_list(const std::vector<std::string>& items, char open, char close) {
     std::string out(1, open);
@@ -51,22 +35,22 @@ std::vector<std::string> strings_of(const Reply& r) {
 std::string render_value(const std::string& type, const Reply& r) {
     if (r.is_error()) return "(error " + r.str + ")";
     if (r.is_nil()) return "(nil)";
-    if (type == "string") return quote(r.str);
+    if (type == "string") return quote_value(r.str);
     if (type == "list") {
         std::vector<std::string> items;
-        for (const auto& s : strings_of(r)) items.push_back(quote(s));
+        for (const auto& s : strings_of(r)) items.push_back(quote_value(s));
         return render_list(items, '[', ']');
     }
     if (type == "set") {
         std::vector<std::string> members = strings_of(r);
         std::sort(members.begin(), members.end());
-        for (auto& m : members) m = quote(m);
+        for (auto& m : members) m = quote_value(m);
         return render_list(members, '{', '}');
     }
     if (type == "hash" || type == "zset") {
         std::vector<std::string> flat = strings_of(r);
         std::vector<std::string> pairs;
-        for (size_t i = 0; i + 1 < flat.size(); i += 2) pairs.push_back(quote(flat[i]) + ": " + quote(flat[i + 1]));
+        for (size_t i = 0; i + 1 < flat.size(); i += 2) pairs.push_back(quote_value(flat[i]) + ": " + quote_value(flat[i + 1]));
         if (type == "hash") std::sort(pairs.begin(), pairs.end());
         return render_list(pairs, '{', '}');
     }
@@ -95,6 +79,23 @@ std::string describe_entry(const KeyEntry& e) {
 }
 
 }  // namespace
+
+std::string quote_value(const std::string& s) {
+    std::string out = "\"";
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c >= 0x20 && c < 0x7f) {
+            out += static_cast<char>(c);
+        } else {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02x", c);
+            out += buf;
+        }
+    }
+    return out + "\"";
+}
 
 Keyspace read_keyspace(int port) {
     RedisClient c = RedisClient::connect(port);
@@ -160,7 +161,7 @@ std::string diff_keyspaces(const Keyspace& expected, const Keyspace& actual,
     auto add = [&](const std::pair<int, std::string>& id, const std::string& what) {
         ++total;
         if (diffs.size() < max_items)
-            diffs.push_back("  db " + std::to_string(id.first) + " key " + quote(id.second) + ": " + what);
+            diffs.push_back("  db " + std::to_string(id.first) + " key " + quote_value(id.second) + ": " + what);
     };
     auto e = expected.begin();
     auto a = actual.begin();

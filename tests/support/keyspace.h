@@ -27,6 +27,10 @@ using Keyspace = std::map<std::pair<int, std::string>, KeyEntry>;
 // set members sorted, zset members with scores in rank order.
 Keyspace read_keyspace(int port);
 
+// How an entry renders one string (a value, a member, a field): in double quotes,
+// printable ASCII as is with '"' and '\\' escaped by a backslash, every other byte as \xHH.
+std::string quote_value(const std::string& s);
+
 // Number of keys per db, e.g. "db0=120 db1=80".
 std::string keyspace_summary(const Keyspace& ks);
 

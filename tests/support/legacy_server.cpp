@@ -1,6 +1,9 @@
 // Source references are to tag 2.6.17 of github.com/redis/redis (src/<file>:<line>).
 #include "tests/support/legacy_server.h"
 
+#include "tests/support/keyspace.h"
+#include "tests/support/ports.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -80,24 +83,6 @@ bool to_long(const std::string& s, long& out) {
     return true;
 }
 
-// What keyspace.cpp renders a string value as (quote()): printable ASCII as is, with the quote
-// and the backslash escaped by a backslash, every other byte as \xHH.
-std::string quote(const std::string& s) {
-    std::string out = "\"";
-    for (unsigned char c : s) {
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += static_cast<char>(c);
-        } else if (c >= 0x20 && c < 0x7f) {
-            out += static_cast<char>(c);
-        } else {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\x%02x", c);
-            out += buf;
-        }
-    }
-    return out + "\"";
-}
 
 // rdbSaveLen (rdb.c): 6-bit, 14-bit, or 0x80 and 32 bits big endian.
 void rdb_len(std::string& out, uint64_t len) {
@@ -214,21 +199,7 @@ struct LegacyServer::Task {
 };
 
 LegacyServer::LegacyServer(LegacyServerOptions options) : options_(std::move(options)) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (listen_fd_ < 0) throw std::runtime_error("legacy server: socket failed");
-    int one = 1;
-    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = 0;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listen_fd_, 64) != 0) {
-        ::close(listen_fd_);
-        throw std::runtime_error(std::string("legacy server: bind/listen failed: ") + std::strerror(errno));
-    }
-    socklen_t len = sizeof addr;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    listen_fd_ = listen_on_loopback("legacy server", 64, SOCK_NONBLOCK, port_);
     if (::pipe2(wake_fds_, O_CLOEXEC | O_NONBLOCK) != 0) {
         ::close(listen_fd_);
         throw std::runtime_error("legacy server: pipe failed");
@@ -1017,7 +988,7 @@ Keyspace LegacyServer::keyspace() {
             for (const auto& [k, v] : dbs_[static_cast<size_t>(db)]) {
                 KeyEntry e;
                 e.type = "string";
-                e.value = quote(v);
+                e.value = quote_value(v);
                 ks[{db, k}] = std::move(e);
             }
         }

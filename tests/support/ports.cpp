@@ -1,6 +1,8 @@
 #include "tests/support/ports.h"
 
 #include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -56,6 +58,26 @@ int pick_free_port() {
         return port;
     }
     throw std::runtime_error("pick_free_port: no free port found");
+}
+
+int listen_on_loopback(const char* who, int backlog, int socket_flags, int& port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | socket_flags, 0);
+    if (fd < 0) throw std::runtime_error(std::string(who) + ": socket failed");
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = 0;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, backlog) != 0) {
+        const int err = errno;
+        ::close(fd);
+        throw std::runtime_error(std::string(who) + ": bind/listen failed: " + std::strerror(err));
+    }
+    socklen_t len = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    port = ntohs(addr.sin_port);
+    return fd;
 }
 
 }  // namespace psync::test

@@ -1,5 +1,7 @@
 #include "tests/support/scripted_master.h"
 
+#include "tests/support/ports.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -84,21 +86,7 @@ std::optional<std::string> redis26_reply(const Command& cmd) {
 }
 
 ScriptedMaster::ScriptedMaster() {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (listen_fd_ < 0) throw std::runtime_error("scripted master: socket failed");
-    int one = 1;
-    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = 0;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listen_fd_, 16) != 0) {
-        ::close(listen_fd_);
-        throw std::runtime_error(std::string("scripted master: bind/listen failed: ") + std::strerror(errno));
-    }
-    socklen_t len = sizeof addr;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    listen_fd_ = listen_on_loopback("scripted master", 16, 0, port_);
 }
 
 ScriptedMaster::~ScriptedMaster() {
