@@ -40,6 +40,8 @@ class RequestParser {
 
   // Bytes held that are not yet returned as a command.
   size_t buffered() const { return buf_.size() - pos_; }
+  // Those bytes (a live restart feeds them to the next image's parser).
+  std::string_view pending() const { return std::string_view(buf_).substr(pos_); }
 
  private:
   Result fail(std::string message);

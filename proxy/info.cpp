@@ -28,7 +28,7 @@ std::string render_info(const StatusView& v, std::string_view section) {
     auto up = static_cast<uint64_t>(v.proxy.uptime_seconds);
     add("# Server");
     add("redis_version:7.0.0");
-    add(std::string("psync_proxy_version:") + PSYNC_PROXY_VERSION);
+    add("psync_proxy_version:" + v.proxy.build);
     add("redis_mode:standalone");
     add(std::string("os:") + u.sysname + " " + u.release + " " + u.machine);
     add("arch_bits:64");

@@ -89,9 +89,99 @@ Link::~Link() {
 void Link::start() {
   if (started_ || stopped_) return;
   started_ = true;
+  start_timers();
+  connect();
+}
+
+void Link::start_timers() {
   uv_timer_start(watchdog_, on_watchdog, 1000, 1000);
   uv_timer_start(ack_timer_, on_ack_timer, 1000, 1000);
-  connect();
+}
+
+int Link::fd() const {
+  uv_os_fd_t fd = -1;
+  if (!tcp_ || uv_fileno(reinterpret_cast<const uv_handle_t*>(tcp_), &fd) != 0) return -1;
+  return fd;
+}
+
+bool Link::pause_at_boundary(OnPaused on_paused) {
+  if (stopped_ || state_ != State::kStreaming || !tcp_) return false;
+  on_paused_ = std::move(on_paused);
+  return true;
+}
+
+void Link::cancel_pause() { on_paused_ = nullptr; }
+
+bool Link::try_pause_now() {
+  if (!on_paused_ || state_ != State::kStreaming || !tcp_) return false;
+  // Nothing read past the last boundary, and no write of ours half sent.
+  if (stream_.bytes_in() != last_boundary_in_ ||
+      uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(tcp_)) != 0) {
+    return false;
+  }
+  pause_now({});
+  return true;
+}
+
+void Link::maybe_pause(std::string_view fed) {
+  const uint64_t past = stream_.bytes_in() - last_boundary_in_;
+  // The boundary is before this read (a command longer than the read goes
+  // on), or a write of ours is half sent: the next read decides.
+  if (past > fed.size() || uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(tcp_)) != 0) return;
+  pause_now(std::string(fed.substr(fed.size() - past)));
+}
+
+void Link::pause_now(std::string tail) {
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(tcp_));
+  OnPaused done = std::move(on_paused_);
+  on_paused_ = nullptr;
+  LOG_INFO(component_, "stopped reading at a command boundary (%zu bytes read past it are kept)", tail.size());
+  done(std::move(tail));
+}
+
+void Link::resume_at_boundary(uint64_t master_base, std::string_view tail) {
+  if (stopped_ || !tcp_) return;
+  start_stream();
+  master_base_ = master_base;
+  state_ = State::kStreaming;
+  last_byte_ms_ = now_ms();
+  if (!tail.empty()) handle_bytes(tail.data(), tail.size());
+  if (tcp_) uv_read_start(reinterpret_cast<uv_stream_t*>(tcp_), on_alloc, on_read);
+}
+
+Link::Adopted Link::adopted_stats() const {
+  return Adopted{mode_, master_version_, sync_count_, partial_resyncs_, total_bytes_, total_commands()};
+}
+
+bool Link::adopt(int fd, const Adopted& from, uint64_t master_base, std::string_view tail, std::string& error) {
+  if (started_ || stopped_) {
+    error = "the link is already started";
+    return false;
+  }
+  auto* tcp = new uv_tcp_t;
+  uv_tcp_init(loop_, tcp);
+  int rc = uv_tcp_open(tcp, fd);
+  if (rc != 0) {
+    error = std::string("cannot adopt the upstream socket: ") + uv_strerror(rc);
+    uv_close(reinterpret_cast<uv_handle_t*>(tcp), on_closed);
+    return false;
+  }
+  tcp_ = tcp;
+  tcp_->data = this;
+  started_ = true;
+  start_timers();
+  ++link_generation_;
+  mode_ = from.mode;
+  psync_sent_ = from.mode == Mode::kPsync;
+  master_version_ = from.master_version;
+  sync_count_ = from.sync_count;
+  partial_resyncs_ = from.partial_resyncs;
+  total_bytes_ = from.total_bytes;
+  commands_before_ = from.total_commands;
+  LOG_INFO(component_, "took over the connection to %s from the previous image: streaming on after byte %llu of the master's stream",
+           options_.address.str().c_str(), static_cast<unsigned long long>(master_base));
+  resume_at_boundary(master_base, tail);
+  return true;
 }
 
 void Link::stop() {
@@ -387,7 +477,9 @@ void Link::handle_bytes(const char* data, size_t len) {
         }
         if (stream_failed_) {
           fail("the stream's consumer refused its bytes (see above)");
+          return;
         }
+        if (on_paused_) maybe_pause(in);
         return;
       }
       case State::kResolving:
@@ -479,6 +571,7 @@ void Link::start_stream() {
   commands_before_ += stream_.commands();  // keeps the command total monotonic
   stream_.reset();
   stream_failed_ = false;
+  last_boundary_in_ = 0;
 }
 
 void Link::resume_stream(const std::string& continue_line) {
@@ -609,6 +702,7 @@ void Link::on_stream(std::string_view bytes, bool at_boundary, uint64_t upstream
     stream_failed_ = true;
     return;
   }
+  if (at_boundary) last_boundary_in_ = upstream_end;
   // REPLCONF GETACK * (a master waiting for WAIT or a failover) wants an ACK
   // now. It goes on to the replicas too, like the rest of the stream. The
   // search may also hit a value holding these bytes: that only sends one
@@ -622,6 +716,7 @@ void Link::on_stream(std::string_view bytes, bool at_boundary, uint64_t upstream
 void Link::on_upstream_ping(uint64_t upstream_end) {
   if (stream_failed_) return;
   consumer_.on_ping(master_base_ + upstream_end);
+  last_boundary_in_ = upstream_end;
 }
 
 void Link::send_ack() {

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -125,6 +126,37 @@ class Link : private protocol::PayloadSink, private protocol::StreamSink {
   // Seconds since the last byte from the master; -1 when never.
   double seconds_since_last_byte() const;
 
+  // ----- Live restart (proxy/live_restart.h) -----
+  // Stops reading at the next command boundary of the stream, with nothing
+  // of the proxy's own (an ACK) half written: on_paused(tail) is called, from
+  // here or from a later read, with the bytes read past that boundary (at
+  // most one read, already seen by the normalizer: what they produced is
+  // uncommitted, for the consumer to roll back). false when not streaming.
+  using OnPaused = std::function<void(std::string tail)>;
+  bool pause_at_boundary(OnPaused on_paused);
+  // Pauses now if the stream is at a boundary (true when it did).
+  bool try_pause_now();
+  void cancel_pause();
+  bool pausing() const { return static_cast<bool>(on_paused_); }
+  // The connection's descriptor (-1 without one).
+  int fd() const;
+  // Goes on from the boundary a pause stopped at, in this image (the exec
+  // failed) or in a new one (adopt): a fresh normalizer is fed `tail` first;
+  // master_base is the master offset of the last committed byte.
+  void resume_at_boundary(uint64_t master_base, std::string_view tail);
+  struct Adopted {
+    Mode mode = Mode::kSync;
+    std::string master_version;
+    uint64_t sync_count = 0;
+    uint64_t partial_resyncs = 0;
+    uint64_t total_bytes = 0;
+    uint64_t total_commands = 0;
+  };
+  // The new image takes over a connection that was streaming (instead of
+  // start()). false with error set when fd is not a usable socket.
+  bool adopt(int fd, const Adopted& from, uint64_t master_base, std::string_view tail, std::string& error);
+  Adopted adopted_stats() const;
+
  private:
   struct Anchor;
   struct Resolve;
@@ -156,6 +188,10 @@ class Link : private protocol::PayloadSink, private protocol::StreamSink {
   void start_stream();
   void send_ack();  // REPLCONF ACK <consumer's offset>
   void finish_transfer(std::string_view rest);
+  // After a feed of `fed` while a pause is wanted: pauses if a boundary was in it.
+  void maybe_pause(std::string_view fed);
+  void pause_now(std::string tail);
+  void start_timers();
 
   // PayloadSink
   void on_keepalive() override;
@@ -219,6 +255,10 @@ class Link : private protocol::PayloadSink, private protocol::StreamSink {
   uint64_t total_bytes_ = 0;
   uint64_t commands_before_ = 0;  // commands of earlier streams (stream_ counts the current one)
   bool stream_failed_ = false;   // the consumer refused bytes: the link ends after this read
+  // Stream position (normalizer input) of the last command boundary handed
+  // to the consumer: a pause stops there.
+  uint64_t last_boundary_in_ = 0;
+  OnPaused on_paused_;
 };
 
 }  // namespace psync::proxy

@@ -83,6 +83,28 @@ bool Listener::listen(const std::string& host, uint16_t port, int backlog, std::
     fd_ = -1;
     return false;
   }
+  start_polling();
+  return true;
+}
+
+bool Listener::adopt(int fd, std::string& error) {
+  int listening = 0;
+  socklen_t len = sizeof listening;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) {
+    error = "descriptor " + std::to_string(fd) + " handed over for " + what_ + " is not a listening socket";
+    return false;
+  }
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    error = "cannot make the " + what_ + " listener non-blocking: " + strerror(errno);
+    return false;
+  }
+  fd_ = fd;
+  start_polling();
+  return true;
+}
+
+void Listener::start_polling() {
   reserve_fd_ = open_reserve();
   uv_poll_init_socket(loop_, &poll_, fd_);
   uv_timer_init(loop_, &pause_timer_);
@@ -91,7 +113,6 @@ bool Listener::listen(const std::string& host, uint16_t port, int backlog, std::
   handles_ = true;
   open_handles_ = 2;
   uv_poll_start(&poll_, UV_READABLE, on_poll);
-  return true;
 }
 
 void Listener::close() {

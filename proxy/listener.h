@@ -45,6 +45,11 @@ class Listener {
 
   // Binds, listens and starts accepting. false with error set.
   bool listen(const std::string& host, uint16_t port, int backlog, std::string& error);
+  // The same with a socket already listening (handed over by the previous
+  // image at a live restart): owned from here. false with error set.
+  bool adopt(int fd, std::string& error);
+  // The listening socket (-1 when closed).
+  int fd() const { return fd_; }
   // Stops accepting and closes the socket (its handles close on the loop).
   void close();
 
@@ -55,6 +60,7 @@ class Listener {
   static void on_poll(uv_poll_t* handle, int status, int events);
   static void on_pause_over(uv_timer_t* timer);
   static void on_handle_closed(uv_handle_t* handle);
+  void start_polling();
   void accept_all();
   // accept4 failed with err: refuses the connection with the reserve, or
   // pauses. true when accepting may go on.

@@ -85,6 +85,8 @@ void log_line(LogLevel level, std::string_view component, const char* fmt, ...) 
           level_name(level), static_cast<int>(component.size()), component.data(), msg);
 }
 
+void flush_log() { fflush(g_file ? g_file : stderr); }
+
 std::string human_bytes(double bytes) {
   const char* units[] = {"B", "KB", "MB", "GB", "TB"};
   int u = 0;

@@ -18,6 +18,8 @@ bool open_log_file(const std::string& path, std::string& error);
 // Reopens the log file (after logrotate moved it: SIGHUP).
 bool reopen_log_file(std::string& error);
 bool log_enabled(LogLevel level);
+// Writes out what the log holds buffered (before an exec).
+void flush_log();
 void log_line(LogLevel level, std::string_view component, const char* fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -79,6 +79,13 @@ std::string render_metrics_text(const StatusView& v) {
   w.sample("psync_proxy_info", 1,
            label("version", v.proxy.version) + "," + label("replid", v.proxy.replid));
   w.metric("psync_proxy_uptime_seconds", "gauge", "Seconds since the proxy started.", v.proxy.uptime_seconds);
+  w.metric("psync_proxy_start_time_seconds", "gauge", "Unix time the process started (live restarts keep it).",
+           static_cast<double>(v.proxy.started_unix));
+  w.metric("psync_proxy_live_restarts_total", "counter", "Live restarts (SIGUSR2) taken over since the process started.",
+           d(v.proxy.live_restarts));
+  w.metric("psync_proxy_live_restart_fallbacks_total", "counter",
+           "Live restarts in which the new binary failed and the previous one took over again.",
+           d(v.proxy.live_restart_fallbacks));
   w.metric("psync_proxy_repl_offset_bytes", "gauge",
            "The proxy's master_repl_offset: offset of the last byte replicas may read.", d(v.proxy.offset));
 

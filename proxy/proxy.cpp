@@ -13,11 +13,16 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <random>
 
 #include "protocol/numbers.h"
 #include "protocol/reply.h"
+#include "proxy/build_info.h"
+#include "proxy/handover.h"
 #include "proxy/listener.h"
+#include "proxy/live_restart.h"
 #include "proxy/log.h"
 #include "proxy/replica_session.h"
 #include "proxy/status_http.h"
@@ -89,10 +94,16 @@ void warn_if_few_descriptors(const Config& config) {
 }
 }  // namespace
 
-std::string process_run_id() {
-  static const std::string id = random_replid();
+namespace {
+std::string& run_id_storage() {
+  static std::string id = random_replid();
   return id;
 }
+}  // namespace
+
+std::string process_run_id() { return run_id_storage(); }
+
+void set_process_run_id(const std::string& id) { run_id_storage() = id; }
 
 std::string random_replid() {
   static std::random_device rd;
@@ -115,21 +126,18 @@ Proxy::Proxy(uv_loop_t* loop, Config config)
     : loop_(loop),
       config_(std::move(config)),
       start_ms_(now_ms()),
+      started_unix_(time(nullptr)),
       store_(config_.dir, config_.segment_bytes),
       feed_(std::make_unique<LiveFeed>(*this)),
       refresher_(std::make_unique<Refresher>(*this)),
+      live_restart_(std::make_unique<LiveRestart>(*this)),
       status_(std::make_unique<StatusServer>(*this)) {}
 
 Proxy::~Proxy() = default;
 
 double Proxy::uptime_seconds() const { return static_cast<double>(now_ms() - start_ms_) / 1000.0; }
 
-bool Proxy::start() {
-  std::string error;
-  if (!make_data_dir(config_.dir, error)) {
-    LOG_ERROR(kComponent, "--dir: %s", error.c_str());
-    return false;
-  }
+bool Proxy::open_store() {
   try {
     // Reopen the lineage an earlier run left (backlog/manifest.h), or start
     // afresh. What the directory holds is never served at a wrong offset: a
@@ -159,11 +167,30 @@ bool Proxy::start() {
       if (removed) LOG_INFO(kComponent, "removed %zu files of an earlier run from %s", removed, config_.dir.c_str());
       store_.reset(1);
     }
-    store_.set_listener([this] { notify_sessions(); });
   } catch (const std::exception& e) {
     LOG_ERROR(kComponent, "cannot prepare %s: %s", config_.dir.c_str(), e.what());
     return false;
   }
+  return true;
+}
+
+bool Proxy::start(const Handover* handover) {
+  std::string error;
+  if (!make_data_dir(config_.dir, error)) {
+    LOG_ERROR(kComponent, "--dir: %s", error.c_str());
+    return false;
+  }
+  if (handover) {
+    handover_error_ = check_handover(*handover);
+    if (!handover_error_.empty()) {
+      handover_refused_ = true;
+      return false;
+    }
+  } else {
+    ::unlink((config_.dir + "/" + kHandoverFile).c_str());  // of a process that is gone
+    if (!open_store()) return false;
+  }
+  store_.set_listener([this] { notify_sessions(); });
 
   // The replica port: plain non-blocking sockets polled by libuv, so that
   // sessions can send with sendfile(2).
@@ -176,14 +203,19 @@ bool Proxy::start() {
         counters_.rejected_out_of_fds++;
       },
       [this](int fd, const sockaddr_storage& peer) { accept_replica(fd, peer); });
-  if (!listener_->listen(config_.bind, config_.port, 128, error)) {
+  bool listening = handover ? listener_->adopt(handover->replica_listener_fd, error)
+                            : listener_->listen(config_.bind, config_.port, 128, error);
+  if (!listening) {
     LOG_ERROR(kComponent, "%s", error.c_str());
     return false;
   }
   warn_if_few_descriptors(config_);
 
   if (config_.status_port != 0) {
-    if (!status_->start(config_.status_bind, config_.status_port, error)) {
+    bool ok = handover && handover->status_listener_fd >= 0
+                  ? status_->adopt(handover->status_listener_fd, error)
+                  : status_->start(config_.status_bind, config_.status_port, error);
+    if (!ok) {
       LOG_ERROR(kComponent, "%s", error.c_str());
       return false;
     }
@@ -198,17 +230,154 @@ bool Proxy::start() {
   uv_timer_start(&keepalive_timer_, on_keepalive_timer, 1000, 1000);
   timers_started_ = true;
 
-  LOG_INFO(kComponent, "psync-proxy %s: replicas on %s:%u, status on http://%s:%u/status, data in %s",
-           PSYNC_PROXY_VERSION, config_.bind.c_str(), config_.port, config_.status_bind.c_str(),
-           config_.status_port, config_.dir.c_str());
-  feed_->start();
+  if (handover) {
+    take_over(*handover);
+  } else {
+    LOG_INFO(kComponent, "psync-proxy %s: replicas on %s:%u, status on http://%s:%u/status, data in %s",
+             build_id().c_str(), config_.bind.c_str(), config_.port, config_.status_bind.c_str(),
+             config_.status_port, config_.dir.c_str());
+    feed_->start();
+  }
+  notify("READY=1\nSTATUS=serving replicas on " + config_.bind + ":" + std::to_string(config_.port));
   return true;
+}
+
+std::string Proxy::check_handover(const Handover& h) {
+  if (build_fails_adoption()) return "this is a test build that refuses every live restart handover";
+  if (h.pid != static_cast<int64_t>(getpid())) {
+    return "the handover is of process " + std::to_string(h.pid) + ", this is " + std::to_string(getpid());
+  }
+  const std::string status_bind = config_.status_bind.empty() ? config_.bind : config_.status_bind;
+  if (h.dir != config_.dir || h.bind != config_.bind || h.port != config_.port || h.status_bind != status_bind ||
+      h.status_port != config_.status_port) {
+    return "the settings do not match the handed-over sockets (--dir, --bind, --port, --status-bind, --status-port)";
+  }
+  auto is_socket = [](int fd) {
+    struct stat st {};
+    return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+  };
+  auto is_listening = [](int fd) {
+    int on = 0;
+    socklen_t len = sizeof on;
+    return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
+  };
+  if (!is_listening(h.replica_listener_fd)) return "the replica listener (descriptor " + std::to_string(h.replica_listener_fd) + ") is not listening";
+  if (h.status_listener_fd >= 0 && !is_listening(h.status_listener_fd)) return "the status listener is not listening";
+  if (config_.status_port != 0 && h.status_listener_fd < 0) return "no status listener was handed over";
+  if (h.upstream.fd >= 0 && !is_socket(h.upstream.fd)) return "the upstream connection is not a socket";
+  for (const auto& s : h.sessions) {
+    if (!is_socket(s.fd)) return "the connection of replica " + s.ip + ":" + std::to_string(s.port) + " is not a socket";
+    if (s.has_bulk) {
+      struct stat st {};
+      if (fstat(s.bulk.fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != s.bulk.size) {
+        return "the snapshot being sent to " + s.ip + ":" + std::to_string(s.port) + " is not the file it was";
+      }
+    }
+  }
+  // The lineage, from the data directory: the commit record the previous
+  // image wrote at its last commit is of this boot, so it reopens exactly.
+  std::string what;
+  backlog::LineageStore::Reopen r = backlog::LineageStore::Reopen::kRefused;
+  try {
+    r = store_.open(what);
+  } catch (const std::exception& e) {
+    what = e.what();
+  }
+  if (r != backlog::LineageStore::Reopen::kReopened) return "the lineage did not reopen from " + config_.dir + ": " + what;
+  LOG_INFO(kComponent, "%s", what.c_str());
+  return "";
+}
+
+void Proxy::take_over(const Handover& h) {
+  counters_ = h.counters;
+  start_ms_ = h.start_ms;
+  started_unix_ = h.started_unix;
+  live_restarts_ = h.live_restarts;
+  live_restart_fallbacks_ = h.live_restart_fallbacks;
+  set_process_run_id(h.run_id);
+  refresher_->restore_stats(h.refresh);
+  live_restart_->restore_attempt(h.live_restart_attempt_unix);
+  next_session_id_ = h.next_session_id;
+  {
+    // An image after this one failed and this one took over again: say why.
+    const std::string failed_path = config_.dir + "/" + kFailedHandoverFile;
+    std::ifstream f(failed_path);
+    std::string why;
+    if (f && std::getline(f, why)) {
+      ++live_restart_fallbacks_;
+      live_restart_->note_fallback("the new binary did not take over (" + why + "): the previous one did");
+    }
+    ::unlink(failed_path.c_str());
+  }
+  LOG_INFO(kComponent, "psync-proxy %s took over from %s (live restart %llu): replicas on %s:%u, status on "
+           "http://%s:%u/status, data in %s",
+           build_id().c_str(), h.from_build.c_str(), static_cast<unsigned long long>(live_restarts_),
+           config_.bind.c_str(), config_.port, config_.status_bind.c_str(), config_.status_port,
+           config_.dir.c_str());
+
+  // Sessions: a snapshot being sent is the store's current one (shared), or
+  // an older one, unlinked already, that lives on in its descriptor.
+  std::map<int, std::shared_ptr<backlog::Snapshot>> snapshots;
+  for (const auto& s : h.sessions) {
+    std::shared_ptr<backlog::Snapshot> bulk;
+    if (s.has_bulk) {
+      auto it = snapshots.find(s.bulk.fd);
+      if (it != snapshots.end()) {
+        bulk = it->second;
+      } else {
+        const auto& current = store_.snapshot();
+        if (current && current->path() == s.bulk.path && current->offset() == s.bulk.offset &&
+            current->size() == s.bulk.size) {
+          ::close(s.bulk.fd);
+          bulk = current;
+        } else {
+          bulk = std::make_shared<backlog::Snapshot>(s.bulk.path, s.bulk.fd, s.bulk.size, s.bulk.offset, s.bulk.replid,
+                                                     s.bulk.created_unix, s.bulk.prefix);
+        }
+        snapshots[s.bulk.fd] = bulk;
+      }
+    }
+    std::string error;
+    auto session = ReplicaSession::adopt(*this, s, std::move(bulk), error);
+    if (!session) {
+      LOG_WARN("replica", "cannot go on with %s:%d after the live restart: %s (closing it)", s.ip.c_str(), s.port,
+               error.c_str());
+      ::close(s.fd);
+      continue;
+    }
+    sessions_.push_back(std::move(session));
+  }
+
+  Link& link = feed_->link();
+  Link::Adopted stats{h.upstream.mode == "psync" ? Link::Mode::kPsync : Link::Mode::kSync,
+                      h.upstream.master_version, h.upstream.sync_count, h.upstream.partial_resyncs,
+                      h.upstream.total_bytes, h.upstream.total_commands};
+  commands_at_snapshot_ = h.upstream.total_commands > h.commands_since_snapshot
+                              ? h.upstream.total_commands - h.commands_since_snapshot
+                              : 0;
+  bool adopted = false;
+  if (h.upstream.fd >= 0 && h.upstream.address != config_.upstream.str()) {
+    LOG_INFO(kComponent, "--upstream changed (%s -> %s): the connection to the old one is closed",
+             h.upstream.address.c_str(), config_.upstream.str().c_str());
+    ::close(h.upstream.fd);
+  } else if (h.upstream.fd >= 0) {
+    std::string error;
+    adopted = link.adopt(h.upstream.fd, stats, store_.upstream().offset, h.upstream.tail, error);
+    if (!adopted) {
+      LOG_ERROR(kComponent, "%s: connecting to the master again", error.c_str());
+      ::close(h.upstream.fd);
+    }
+  }
+  if (!adopted) feed_->start();
+  ::unlink((config_.dir + "/" + kHandoverFile).c_str());
 }
 
 void Proxy::shutdown() {
   if (stopping_) return;
   stopping_ = true;
   LOG_INFO(kComponent, "shutting down");
+  notify("STOPPING=1");
+  live_restart_->stop();
   if (listener_) listener_->close();
   // No copy of the list needed: closing defers deletion (see session_closed).
   for (auto& s : sessions_) s->close("the proxy is shutting down");
@@ -464,9 +633,78 @@ void Proxy::on_keepalive_timer(uv_timer_t* t) {
     s->on_second(now);
   }
   self->refresher_->on_second();
+  self->live_restart_->on_second();
   self->trim_log();
   self->store_.flush();
   if (!self->store_.persist_error().empty()) self->storage_failed(self->store_.persist_error());
+}
+
+// ---------------------------------------------------------------- live restart
+
+std::string Proxy::handover_blocker() const {
+  switch (feed_->link().state()) {
+    case Link::State::kWaitingPayload:
+    case Link::State::kTransfer:
+    case Link::State::kStored:
+      return "the upstream link is receiving the master's snapshot (an exec now would cost the master another "
+             "BGSAVE)";
+    default:
+      break;
+  }
+  if (refresher_->active()) {
+    return std::string("a snapshot refresh is in progress (") + Refresher::state_name(refresher_->state()) + ")";
+  }
+  return "";
+}
+
+Handover Proxy::make_handover(const std::string& tail) {
+  // The next image reopens the store at its commit point: what the paused
+  // link appended past it (part of a command) is taken back, and comes again
+  // from the tail.
+  std::string problems;
+  store_.rollback(problems);
+  if (!problems.empty()) LOG_WARN(kComponent, "tidying the log before the exec: %s", problems.c_str());
+  Handover h;
+  h.pid = getpid();
+  h.written_unix = time(nullptr);
+  h.from_build = build_id();
+  h.dir = config_.dir;
+  h.bind = config_.bind;
+  h.port = config_.port;
+  h.status_bind = config_.status_bind.empty() ? config_.bind : config_.status_bind;
+  h.status_port = config_.status_port;
+  h.replica_listener_fd = listener_ ? listener_->fd() : -1;
+  h.status_listener_fd = status_->listener_fd();
+  h.start_ms = start_ms_;
+  h.started_unix = started_unix_;
+  h.live_restarts = live_restarts_ + 1;
+  h.live_restart_fallbacks = live_restart_fallbacks_;
+  h.run_id = process_run_id();
+  h.counters = counters_;
+  h.refresh = refresher_->stats();
+  h.commands_since_snapshot = commands_since_snapshot();
+  h.next_session_id = next_session_id_;
+  const Link& link = feed_->link();
+  const Link::Adopted stats = link.adopted_stats();
+  h.upstream.fd = link.state() == Link::State::kStreaming ? link.fd() : -1;
+  h.upstream.address = config_.upstream.str();
+  h.upstream.mode = Link::mode_name(stats.mode);
+  if (h.upstream.mode.empty()) h.upstream.mode = "sync";
+  h.upstream.tail = tail;
+  h.upstream.master_version = stats.master_version;
+  h.upstream.sync_count = stats.sync_count;
+  h.upstream.partial_resyncs = stats.partial_resyncs;
+  h.upstream.total_bytes = stats.total_bytes;
+  h.upstream.total_commands = stats.total_commands;
+  for (const auto& s : sessions_) {
+    if (s->can_hand_over()) h.sessions.push_back(s->handover());
+  }
+  return h;
+}
+
+void Proxy::resume_after_failed_handover(const std::string& tail) {
+  Link& link = feed_->link();
+  if (link.state() == Link::State::kStreaming) link.resume_at_boundary(store_.upstream().offset, tail);
 }
 
 // ---------------------------------------------------------------- INFO / ROLE

@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <optional>
@@ -27,7 +28,9 @@
 namespace psync::proxy {
 
 class LiveFeed;
+class LiveRestart;
 class Refresher;
+struct Handover;
 class Listener;
 class ReplicaSession;
 class StatusServer;
@@ -62,8 +65,16 @@ class Proxy : public SessionHost {
   // listeners, starts the upstream link. false (after one error line) when
   // it cannot; start_error_code() is then the exit code (1, or 2 for a data
   // directory that cannot be trusted).
-  bool start();
+  //
+  // With a handover (a live restart, proxy/live_restart.h): everything it
+  // names is checked first (the lineage reopens at its commit point, each
+  // descriptor is what it should be, the settings match) and then taken
+  // over. A failed check leaves every peer untouched: false with
+  // handover_refused() set (the caller falls back to the previous image).
+  bool start(const Handover* handover = nullptr);
   int start_error_code() const { return start_error_code_; }
+  bool handover_refused() const { return handover_refused_; }
+  const std::string& handover_error() const { return handover_error_; }
   // Stops accepting, closes every link. The loop ends once handles close.
   void shutdown();
 
@@ -102,6 +113,7 @@ class Proxy : public SessionHost {
   // PINGs are held back meanwhile.
   void hold_own_pings(bool on) { own_pings_held_ = on; }
   const LiveFeed& feed() const { return *feed_; }
+  LiveFeed& feed() { return *feed_; }
   Refresher& refresher() { return *refresher_; }
   const Refresher& refresher() const { return *refresher_; }
   // A verified snapshot of this lineage at an exact offset (the refresher):
@@ -114,6 +126,27 @@ class Proxy : public SessionHost {
   // Deletes the log segments nobody needs (LineageStore::trim): those before
   // X+1-backlog-size, unless a full resync in progress still reads them.
   void trim_log();
+
+  // ----- Live restart (proxy/live_restart.h) -----
+  LiveRestart& live_restart() { return *live_restart_; }
+  const LiveRestart& live_restart() const { return *live_restart_; }
+  // What an exec now would lose ("" when nothing): an upstream snapshot
+  // transfer, a refresh.
+  std::string handover_blocker() const;
+  // The upstream link is paused at a boundary (tail: bytes read past it):
+  // the store goes back to its commit point and the handover is filled in.
+  Handover make_handover(const std::string& tail);
+  // The exec failed: the stream goes on from the boundary.
+  void resume_after_failed_handover(const std::string& tail);
+  int64_t started_unix() const { return started_unix_; }
+  uint64_t live_restarts() const { return live_restarts_; }
+  uint64_t live_restart_fallbacks() const { return live_restart_fallbacks_; }
+  // The service manager (systemd's sd_notify, set by main): "READY=1",
+  // "RELOADING=1", "STOPPING=1", "STATUS=...".
+  void set_notifier(std::function<void(const std::string&)> notify) { notifier_ = std::move(notify); }
+  void notify(const std::string& state) const {
+    if (notifier_) notifier_(state);
+  }
 
   // ----- Storage -----
   // A write to --dir failed (snapshot or log): remembered for /status; one
@@ -155,10 +188,22 @@ class Proxy : public SessionHost {
               uint64_t& reason_counter);
   void notify_sessions();
   void append_own_ping();
+  // start(): the lineage from the data directory (or a fresh one).
+  bool open_store();
+  // start() with a handover: everything checked, nothing touched; "" or why not.
+  std::string check_handover(const Handover& h);
+  // Then taken over: counters, sessions, the upstream connection.
+  void take_over(const Handover& h);
 
   uv_loop_t* loop_;
   Config config_;
   uint64_t start_ms_;
+  int64_t started_unix_;
+  uint64_t live_restarts_ = 0;
+  uint64_t live_restart_fallbacks_ = 0;
+  bool handover_refused_ = false;
+  std::string handover_error_;
+  std::function<void(const std::string&)> notifier_;
   Counters counters_;
 
   backlog::LineageStore store_;
@@ -166,6 +211,7 @@ class Proxy : public SessionHost {
 
   std::unique_ptr<LiveFeed> feed_;  // the upstream link and what it feeds into the store
   std::unique_ptr<Refresher> refresher_;
+  std::unique_ptr<LiveRestart> live_restart_;
   uint64_t commands_at_snapshot_ = 0;
   int start_error_code_ = 1;  // the live link's command count at the snapshot's offset
   std::unique_ptr<StatusServer> status_;
@@ -193,8 +239,10 @@ bool constant_time_equals(std::string_view a, std::string_view b);
 
 // A fresh random 40-hex replication ID.
 std::string random_replid();
-// This process's run_id (INFO server): one random ID for its lifetime.
+// This process's run_id (INFO server): one random ID for its lifetime, which
+// a live restart carries over (set_process_run_id in the new image).
 std::string process_run_id();
+void set_process_run_id(const std::string& id);
 // Milliseconds on a monotonic clock.
 uint64_t now_ms();
 

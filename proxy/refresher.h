@@ -81,6 +81,9 @@ class Refresher : public LinkConsumer {
     uint64_t markers_sent = 0;       // in the current / last attempt
   };
   const Stats& stats() const { return stats_; }
+  // A live restart carries them over (the next automatic attempt keeps to
+  // --snapshot-min-interval counted from the last one).
+  void restore_stats(const Stats& stats) { stats_ = stats; }
   // The refresh link while one is open (for /status), or null.
   const Link* link() const { return link_.get(); }
   const std::string& trigger() const { return stats_.last_trigger; }

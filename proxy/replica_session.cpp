@@ -13,6 +13,7 @@
 #include "protocol/numbers.h"
 #include "protocol/reply.h"
 #include "protocol/text.h"
+#include "proxy/handover.h"
 #include "proxy/log.h"
 #include "proxy/proxy.h"
 
@@ -73,6 +74,75 @@ bool ReplicaSession::start() {
   last_input_ms_ = created_ms_;
   update_poll();
   return true;
+}
+
+SessionHandover ReplicaSession::handover() const {
+  SessionHandover h;
+  h.fd = fd_;
+  h.id = id_;
+  h.ip = ip_;
+  h.port = port_;
+  h.age_ms = now_ms() - created_ms_;
+  h.state = state_name(state_);
+  h.sync_kind = sync_name(sync_kind_);
+  h.authenticated = authenticated_;
+  h.capa_psync2 = capa_psync2_;
+  h.rdb_only = rdb_only_;
+  h.via_psync = via_psync_;
+  h.listening_port = listening_port_;
+  h.cursor = cursor_;
+  h.acked_offset = acked_offset_;
+  h.bulk_sent = bulk_sent_;
+  if (bulk_) {
+    h.has_bulk = true;
+    h.bulk = SnapshotHandover{bulk_->fd(),    bulk_->path(),   bulk_->size(),        bulk_->offset(),
+                              bulk_->replid(), bulk_->prefix(), bulk_->created_unix()};
+  }
+  h.out = out_.substr(out_pos_);
+  h.in = std::string(parser_.pending());
+  return h;
+}
+
+std::unique_ptr<ReplicaSession> ReplicaSession::adopt(SessionHost& host, const SessionHandover& from,
+                                                      std::shared_ptr<backlog::Snapshot> bulk, std::string& error) {
+  auto s = std::make_unique<ReplicaSession>(host, from.id, from.fd, from.ip, from.port);
+  const uint64_t now = now_ms();
+  s->created_ms_ = now > from.age_ms ? now - from.age_ms : 0;
+  for (State st : {State::kHandshake, State::kWaitSnapshot, State::kSendBulk, State::kOnline}) {
+    if (from.state == state_name(st)) s->state_ = st;
+  }
+  for (SyncKind k : {SyncKind::kNone, SyncKind::kFull, SyncKind::kPartial}) {
+    if (from.sync_kind == sync_name(k)) s->sync_kind_ = k;
+  }
+  s->authenticated_ = from.authenticated;
+  s->capa_psync2_ = from.capa_psync2;
+  s->rdb_only_ = from.rdb_only;
+  s->via_psync_ = from.via_psync;
+  s->listening_port_ = from.listening_port;
+  s->cursor_ = from.cursor;
+  s->acked_offset_ = from.acked_offset;
+  s->bulk_sent_ = from.bulk_sent;
+  s->bulk_ = std::move(bulk);
+  s->out_ = from.out;
+  s->parser_.feed(from.in);
+  // Timeouts count afresh: the replica's ACKs waited in its socket meanwhile.
+  s->last_ack_ms_ = now;
+  s->last_progress_ms_ = now;
+  if (s->state_ == State::kSendBulk && (!s->bulk_ || s->bulk_sent_ > s->bulk_->size())) {
+    error = "its snapshot transfer cannot be continued";
+    s->fd_ = -1;  // not owned: the caller closes what it was handed
+    return nullptr;
+  }
+  if (!s->start()) {
+    error = "cannot watch its socket";
+    s->fd_ = -1;
+    return nullptr;
+  }
+  // Whatever waited (replies, a command received whole) goes on now.
+  s->want_write_ = true;
+  if (!s->dispatch_buffered()) return s;
+  s->pump();
+  return s;
 }
 
 void ReplicaSession::close(const std::string& reason) {

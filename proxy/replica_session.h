@@ -55,6 +55,7 @@ namespace psync::proxy {
 
 struct Config;
 struct Counters;
+struct SessionHandover;
 class ReplicaSession;
 
 // What a session needs of the proxy, and nothing more: the lineage it reads
@@ -122,6 +123,18 @@ class ReplicaSession {
 
   static const char* state_name(State s);
   static const char* sync_name(SyncKind k);
+
+  // ----- Live restart (proxy/handover.h) -----
+  // Whether the next image can go on with this connection: not one that is
+  // closing or closes after its last reply (those are left to close).
+  bool can_hand_over() const { return !closing_ && !close_after_flush_; }
+  // Its whole state; the descriptor stays open (the exec keeps it).
+  SessionHandover handover() const;
+  // The next image: the session `from` describes, on its descriptor (owned
+  // from here). bulk: the snapshot it is being sent (send_bulk), else null.
+  // Started (polled) unless error is set; null with error set when it cannot.
+  static std::unique_ptr<ReplicaSession> adopt(SessionHost& host, const SessionHandover& from,
+                                               std::shared_ptr<backlog::Snapshot> bulk, std::string& error);
 
  private:
   static void on_poll(uv_poll_t* handle, int status, int events);

@@ -115,11 +115,22 @@ StatusServer::StatusServer(Proxy& proxy) : proxy_(proxy) {}
 StatusServer::~StatusServer() = default;
 
 bool StatusServer::start(const std::string& host, int port, std::string& error) {
+  make_listener();
+  return listener_->listen(host, static_cast<uint16_t>(port), 64, error);
+}
+
+bool StatusServer::adopt(int fd, std::string& error) {
+  make_listener();
+  return listener_->adopt(fd, error);
+}
+
+int StatusServer::listener_fd() const { return listener_ ? listener_->fd() : -1; }
+
+void StatusServer::make_listener() {
   listener_ = std::make_unique<Listener>(
       proxy_.loop(), "status", "--status-bind",
       json_error(503, "Service Unavailable", "psync-proxy is out of file descriptors", false),
       [this] { proxy_.counters().rejected_out_of_fds++; }, [this](int fd, const sockaddr_storage&) { on_connection(fd); });
-  return listener_->listen(host, static_cast<uint16_t>(port), 64, error);
 }
 
 void StatusServer::stop() {

@@ -45,12 +45,17 @@ class StatusServer {
 
   // false (with error set) when the address cannot be bound.
   bool start(const std::string& host, int port, std::string& error);
+  // The same on a listening socket handed over at a live restart.
+  bool adopt(int fd, std::string& error);
+  // The listening socket (-1 when not listening).
+  int listener_fd() const;
   void stop();
 
   // Builds the whole HTTP response for a request (pure: tested and fuzzed).
   static std::string respond(Proxy* proxy, const std::string& method, const std::string& url);
 
  private:
+  void make_listener();
   void on_connection(int fd);
 
   Proxy& proxy_;

@@ -7,7 +7,9 @@
 
 #include "proxy/log.h"
 #include "proxy/replica_session.h"
+#include "proxy/build_info.h"
 #include "proxy/live_feed.h"
+#include "proxy/live_restart.h"
 #include "proxy/refresher.h"
 #include "protocol/text.h"
 
@@ -36,6 +38,13 @@ StatusView Proxy::status_view() const {
   v.proxy.offset = visible_end();
   v.proxy.uptime_seconds = uptime_seconds();
   v.proxy.pid = getpid();
+  v.proxy.build = build_id();
+  v.proxy.started_unix = started_unix_;
+  v.proxy.live_restarts = live_restarts_;
+  v.proxy.live_restart_state = LiveRestart::state_name(live_restart_->state());
+  v.proxy.live_restart_last_error = live_restart_->last_error();
+  v.proxy.live_restart_last_attempt_unix = live_restart_->last_attempt_unix();
+  v.proxy.live_restart_fallbacks = live_restart_fallbacks_;
   v.proxy.run_id = process_run_id();
   v.proxy.port = config_.port;
   v.proxy.psync_floor = psync_floor();
@@ -134,7 +143,17 @@ std::string render_status_json(const StatusView& v) {
                 {"replid", v.proxy.replid},
                 {"offset", v.proxy.offset},
                 {"uptime_seconds", v.proxy.uptime_seconds},
-                {"pid", v.proxy.pid}};
+                {"pid", v.proxy.pid},
+                {"build", v.proxy.build},
+                {"started_unix", v.proxy.started_unix},
+                {"live_restarts", v.proxy.live_restarts},
+                {"live_restart",
+                 {{"state", v.proxy.live_restart_state},
+                  {"last_error", v.proxy.live_restart_last_error},
+                  {"last_attempt_unix", v.proxy.live_restart_last_attempt_unix
+                                            ? json(v.proxy.live_restart_last_attempt_unix)
+                                            : json(nullptr)},
+                  {"fallbacks", v.proxy.live_restart_fallbacks}}}};
   const auto& up = v.upstream;
   j["upstream"] = {{"address", up.address},
                    {"state", up.state},

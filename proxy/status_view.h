@@ -25,6 +25,13 @@ struct StatusView {
     uint64_t offset = 0;  // visible end: the last byte replicas may read
     double uptime_seconds = 0;
     int64_t pid = 0;
+    std::string build;            // build_id(): the version, and a tag for a test build
+    int64_t started_unix = 0;     // when the process started (live restarts keep it)
+    uint64_t live_restarts = 0;   // SIGUSR2 exec's taken over since (by this or the previous binary)
+    std::string live_restart_state;       // LiveRestart::state_name()
+    std::string live_restart_last_error;  // "" when the last attempt succeeded
+    int64_t live_restart_last_attempt_unix = 0;
+    uint64_t live_restart_fallbacks = 0;  // a new binary failed and the previous one took over again
     // For INFO (not in /status):
     std::string run_id;             // the process's run_id (INFO server)
     uint16_t port = 0;              // the replica port

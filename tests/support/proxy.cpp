@@ -39,7 +39,7 @@ void ProxyProcess::start() {
             port_ = pick_free_port();
             status_port_ = pick_free_port();
         }
-        std::vector<std::string> argv = {PSYNC_PROXY_BIN,
+        std::vector<std::string> argv = {options_.binary.empty() ? std::string(PSYNC_PROXY_BIN) : options_.binary,
                                          "--upstream", (options_.upstream_host.empty() ? std::string("127.0.0.1") : options_.upstream_host) + ":" + std::to_string(upstream_port_),
                                          "--port", std::to_string(port_),
                                          "--status-port", std::to_string(status_port_),

@@ -22,6 +22,7 @@ struct ProxyOptions {
     std::string log_level;     // --log-level; "" = $PSYNC_IT_LOG_LEVEL or "debug"
     std::string upstream_host;  // host in --upstream; "" = 127.0.0.1
     std::vector<std::string> extra_args;
+    std::string binary;        // the executable; "" = PSYNC_PROXY_BIN
     std::string data_dir;      // --dir; "" = <sandbox>/<name>/data, created by the sandbox
     std::optional<uint64_t> file_size_limit;  // RLIMIT_FSIZE of the proxy (see Process)
     std::optional<uint64_t> open_files_limit;  // RLIMIT_NOFILE of the proxy (see Process)
