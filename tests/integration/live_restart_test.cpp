@@ -4,9 +4,13 @@
 // byte for byte, and a binary that cannot take over never leaves the process dead.
 #include <doctest/doctest.h>
 
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -242,4 +246,127 @@ TEST_CASE("live restart: in front of a PSYNC master (Redis 7): the master sees n
         return line.find("offset=" + std::to_string(master_offset)) != std::string::npos;
     });
     check_clean_shutdown(*t.proxy);
+}
+
+TEST_CASE("live restart: a replica in the middle of its snapshot transfer gets the rest of the same RDB byte for byte after the exec, then the stream") {
+    Sandbox sandbox;
+    RedisServer master(sandbox, "master", sync_only_master_options());
+    master.start();
+    {
+        // About 16 MB: the transfer to a replica that reads slowly outlasts the exec.
+        // (Values that do not compress: the RDB keeps its size.)
+        RedisClient c = master.client();
+        uint64_t x = 88172645463325252ull;
+        std::vector<Command> batch;
+        for (int i = 0; i < 2000; ++i) {
+            std::string value(8192, ' ');
+            for (char& ch : value) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                ch = static_cast<char>('a' + x % 26);
+            }
+            batch.push_back({"SET", "big:" + std::to_string(i), value});
+            if (batch.size() == 200) {
+                c.must_pipeline(batch);
+                batch.clear();
+            }
+        }
+    }
+    ProxyOptions options;
+    options.extra_args = {"--snapshot-refresh", "no"};
+    ProxyProcess proxy(sandbox, "proxy", master.port(), options);
+    proxy.start();
+    const json first = proxy.wait_snapshot();
+    const std::string replid = json_str(first, "/proxy/replid");
+    const uint64_t snap_offset = static_cast<uint64_t>(json_int(first, "/snapshot/offset"));
+    const auto snap_bytes = static_cast<size_t>(json_int(first, "/snapshot/bytes"));
+    std::string rdb;
+    {
+        std::ifstream f(proxy.data_dir() + "/snapshot-" + replid + ".rdb", std::ios::binary);
+        rdb.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    }
+    REQUIRE(rdb.size() == snap_bytes);
+
+    ScriptedReplica slow(proxy.port(), 32 * 1024);  // a small receive buffer: the proxy's sends block
+    slow.send("SYNC\r\n");
+    CHECK(slow.read_line() == "$" + std::to_string(snap_bytes));
+    std::string got = slow.read_exact(1 << 20);
+    proxy.wait_status("the slow replica to be in send_bulk", 10, [](const json& st, std::string& state) {
+        state = st["replicas"].dump();
+        for (const auto& r : st["replicas"]) {
+            if (r.value("state", "") == "send_bulk") return true;
+        }
+        return false;
+    });
+    master.client().must({"SET", "during", "the transfer"});
+    const json s = live_restart(proxy, 1);
+    master.client().must({"SET", "after", "the restart"});
+    got += slow.read_exact(snap_bytes - got.size(), 60);
+    CHECK_MESSAGE(got == rdb, "the RDB received differs from the snapshot file");
+    slow.begin_stream(snap_offset + 1);
+    const uint64_t end = static_cast<uint64_t>(json_int(proxy.status(), "/proxy/offset"));
+    slow.read_stream_until(end);
+    const auto writes = stream_writes(slow.stream_commands());
+    bool during = false, after = false;
+    for (const auto& [db, cmd] : writes) {
+        if (cmd.size() == 3 && cmd[1] == "during") during = true;
+        if (cmd.size() == 3 && cmd[1] == "after") after = true;
+    }
+    CHECK(during);
+    CHECK(after);
+    CHECK(json_int(proxy.status(), "/counters/sync_full") == 1);
+    CHECK(master.info_int("stats", "sync_full") == 1);
+    check_clean_shutdown(proxy);
+}
+
+TEST_CASE("live restart: systemd is told (sd_notify): READY=1 at start, RELOADING=1 at SIGUSR2, READY=1 from the new image, and READY=1 again after a refused one") {
+    Sandbox sandbox;
+    const std::string sock_path = sandbox.subdir("notify") + "/notify.sock";
+    int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    REQUIRE(sock >= 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    REQUIRE(sock_path.size() < sizeof addr.sun_path);
+    std::strcpy(addr.sun_path, sock_path.c_str());
+    REQUIRE(::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    // What the proxy sent, in order, each datagram as one string.
+    std::vector<std::string> received;
+    auto wait_for = [&](const std::string& needle) {
+        wait_until("the proxy to notify " + needle, 30, [&] {
+            char buf[4096];
+            for (;;) {
+                ssize_t n = ::recv(sock, buf, sizeof buf, MSG_DONTWAIT);
+                if (n <= 0) break;
+                received.emplace_back(buf, static_cast<size_t>(n));
+            }
+            for (auto& r : received) {
+                if (r.find(needle) != std::string::npos) {
+                    r = "(seen) " + r;
+                    return true;
+                }
+            }
+            return false;
+        });
+    };
+
+    RedisServer master(sandbox, "master", sync_only_master_options());
+    master.start();
+    ProxyOptions options;
+    options.binary = sandbox.subdir("bin") + "/psync-proxy";
+    install_binary(PSYNC_PROXY_BIN, options.binary);
+    ProxyProcess proxy(sandbox, "proxy", master.port(), options);
+    ::setenv("NOTIFY_SOCKET", sock_path.c_str(), 1);  // inherited by the proxy only
+    proxy.start();
+    ::unsetenv("NOTIFY_SOCKET");
+    proxy.wait_snapshot();
+    wait_for("READY=1");
+    live_restart(proxy, 1);
+    wait_for("RELOADING=1");
+    wait_for("READY=1");
+    install_script("#!/bin/sh\nexit 3\n", options.binary);
+    refused_live_restart(proxy);
+    wait_for("RELOADING=1");
+    wait_for("READY=1\nSTATUS=live restart refused");
+    ::close(sock);
+    proxy.process().signal(SIGTERM);
+    CHECK(proxy.process().wait_exit(15) == 0);
 }
