@@ -21,6 +21,7 @@
 #include "tests/support/redis_server.h"
 #include "tests/support/sandbox.h"
 #include "tests/support/scripted_replica.h"
+#include "tests/support/tcp_relay.h"
 #include "tests/support/test_context.h"
 #include "tests/support/workload.h"
 
@@ -369,4 +370,55 @@ TEST_CASE("live restart: systemd is told (sd_notify): READY=1 at start, RELOADIN
     ::close(sock);
     proxy.process().signal(SIGTERM);
     CHECK(proxy.process().wait_exit(15) == 0);
+}
+
+TEST_CASE("live restart: asked for while the upstream snapshot is still arriving, it waits for the transfer to end (the master's BGSAVE is not wasted) and then goes on") {
+    Sandbox sandbox;
+    RedisServer master(sandbox, "master", sync_only_master_options());
+    master.start();
+    {
+        RedisClient c = master.client();
+        uint64_t x = 2463534242ull;
+        std::vector<Command> batch;
+        for (int i = 0; i < 400; ++i) {
+            std::string value(4096, ' ');
+            for (char& ch : value) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                ch = static_cast<char>('a' + x % 26);
+            }
+            batch.push_back({"SET", "big:" + std::to_string(i), value});
+        }
+        c.must_pipeline(batch);
+    }
+    TcpRelay relay(master.port());
+    relay.set_downstream_rate(256 * 1024);  // the RDB (about 1 MB) takes a few seconds
+    ProxyOptions options;
+    options.extra_args = {"--snapshot-refresh", "no"};
+    options.binary = sandbox.subdir("bin") + "/psync-proxy";
+    install_binary(PSYNC_PROXY_BIN, options.binary);
+    ProxyProcess proxy(sandbox, "proxy", relay.port(), options);
+    proxy.start();
+    proxy.wait_status("the transfer to start", 15, [](const json& st, std::string& state) {
+        state = json_str(st, "/upstream/state");
+        return state == "transfer";
+    });
+    proxy.process().signal(SIGUSR2);
+    proxy.wait_status("the live restart to wait", 15, [](const json& st, std::string& state) {
+        state = json_str(st, "/proxy/live_restart/state") + ", upstream " + json_str(st, "/upstream/state");
+        return json_str(st, "/proxy/live_restart/state") == "waiting";
+    });
+    CHECK(count_log_lines(proxy.log_path(), "waiting before the exec: the upstream link is receiving") == 1);
+    relay.set_downstream_rate(0);
+    const json s = proxy.wait_status("the live restart after the transfer", 30, [](const json& st, std::string& state) {
+        state = json_str(st, "/proxy/live_restart/state") + ", upstream " + json_str(st, "/upstream/state");
+        return json_int(st, "/proxy/live_restarts") == 1 && json_str(st, "/upstream/state") == "streaming";
+    });
+    CHECK(json_int(s, "/upstream/sync_count") == 1);
+    RedisServer r1(sandbox, "replica1", replica_options(proxy.port()));
+    r1.start();
+    proxy.wait_replica_online(r1.port());
+    master.client().must({"SET", "after", "the restart"});
+    wait_keyspace_equal(master, r1);
+    CHECK(master.info_int("stats", "sync_full") == 1);
+    check_clean_shutdown(proxy);
 }

@@ -39,7 +39,7 @@ Handover sample() {
   h.upstream.fd = 7;
   h.upstream.address = "10.0.0.5:6379";
   h.upstream.mode = "sync";
-  h.upstream.tail = std::string("*3\r\n$3\r\nSET\r\n\0\xff", 16);
+  h.upstream.tail = std::string("*3\r\n$3\r\nSET\r\n\0\xff", 15);
   h.upstream.total_commands = 1000;
   SessionHandover s;
   s.fd = 11;
@@ -58,7 +58,7 @@ Handover sample() {
   s.bulk = SnapshotHandover{12, "/var/lib/psync-proxy/snapshot-x.rdb", 99999, 4999, std::string(40, 'b'),
                             "*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n", 1796200001};
   s.out = "+FULLRESYNC x 1\r\n$99999\r\n";
-  s.in = std::string("*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK", 28);
+  s.in = "*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK";
   h.sessions.push_back(s);
   SessionHandover online = s;
   online.fd = 13;
