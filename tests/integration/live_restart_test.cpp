@@ -422,3 +422,29 @@ TEST_CASE("live restart: asked for while the upstream snapshot is still arriving
     CHECK(master.info_int("stats", "sync_full") == 1);
     check_clean_shutdown(proxy);
 }
+
+TEST_CASE("live restart: with the master unreachable (the link in backoff) the exec goes ahead, and the new image connects once the master is back") {
+    Setup t(true);
+    const pid_t pid = t.proxy->process().pid();
+    t.master->client().must({"SET", "before", "the stop"});
+    wait_keyspace_equal(*t.master, *t.r1);
+    t.master->shutdown_save();  // keeps the data: a SYNC afterwards sees the same keys
+    t.proxy->wait_status("the link to be lost", 15, [](const json& st, std::string& state) {
+        state = json_str(st, "/upstream/state");
+        return !json_at(st, "/upstream/link_up").get<bool>();
+    });
+    t.proxy->process().signal(SIGUSR2);
+    t.proxy->wait_status("the live restart", 30, [](const json& st, std::string& state) {
+        state = json_str(st, "/proxy/live_restart/state") + ", " + json_str(st, "/proxy/live_restart/last_error");
+        return json_int(st, "/proxy/live_restarts") == 1 && json_str(st, "/proxy/live_restart/state") == "idle";
+    });
+    CHECK(t.proxy->process().pid() == pid);
+    CHECK(t.r1->info_field("replication", "master_link_status") == "up");  // the replicas stayed
+    t.master->start();
+    t.proxy->wait_snapshot();
+    t.master->client().must({"SET", "after", "the restart"});
+    wait_keyspace_equal(*t.master, *t.r1);
+    wait_keyspace_equal(*t.master, *t.r2);
+    CHECK(json_int(t.proxy->status(), "/proxy/pid") == pid);
+    check_clean_shutdown(*t.proxy);
+}

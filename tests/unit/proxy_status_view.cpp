@@ -79,7 +79,10 @@ std::set<std::string> keys(const json& j) {
 TEST_CASE("status view: the /status fields, with null where a value is unknown") {
   json j = json::parse(render_status_json(busy_view()));
   CHECK(keys(j) == std::set<std::string>{"proxy", "upstream", "log", "storage", "snapshot", "replicas", "counters", "refresh"});
-  CHECK(keys(j["proxy"]) == std::set<std::string>{"version", "replid", "offset", "uptime_seconds", "pid"});
+  CHECK(keys(j["proxy"]) == std::set<std::string>{"version", "replid", "offset", "uptime_seconds", "pid", "build",
+                                                  "started_unix", "live_restarts", "live_restart"});
+  CHECK(keys(j["proxy"]["live_restart"]) == std::set<std::string>{"state", "last_error", "last_attempt_unix", "fallbacks"});
+  CHECK(j["proxy"]["live_restart"]["last_attempt_unix"].is_null());  // never asked for
   CHECK(keys(j["upstream"]) ==
         std::set<std::string>{"address", "state", "link_up", "last_error", "sync_count", "rdb_bytes_received",
                               "rdb_bytes_expected", "stream_bytes", "commands", "seconds_since_last_byte", "mode",
