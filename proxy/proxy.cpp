@@ -697,7 +697,13 @@ Handover Proxy::make_handover(const std::string& tail) {
   h.upstream.total_bytes = stats.total_bytes;
   h.upstream.total_commands = stats.total_commands;
   for (const auto& s : sessions_) {
-    if (s->can_hand_over()) h.sessions.push_back(s->handover());
+    if (s->can_hand_over()) {
+      h.sessions.push_back(s->handover());
+    } else if (!s->closing()) {
+      LOG_INFO("replica", "client %s is not handed over to the new image (it is closing, or has more than %zu "
+               "bytes of replies and requests waiting): the exec closes its connection",
+               s->address().c_str(), ReplicaSession::kMaxHandedOverBytes);
+    }
   }
   return h;
 }

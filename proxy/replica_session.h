@@ -126,8 +126,15 @@ class ReplicaSession {
 
   // ----- Live restart (proxy/handover.h) -----
   // Whether the next image can go on with this connection: not one that is
-  // closing or closes after its last reply (those are left to close).
-  bool can_hand_over() const { return !closing_ && !close_after_flush_; }
+  // closing or closes after its last reply, nor a client (not a replica) that
+  // has let more than kMaxHandedOverBytes of replies and requests pile up:
+  // those are left to close (the exec closes their descriptors), so that
+  // the handover stays small whatever clients do.
+  static constexpr size_t kMaxHandedOverBytes = 256 * 1024;
+  bool can_hand_over() const {
+    return !closing_ && !close_after_flush_ &&
+           (out_.size() - out_pos_) + parser_.buffered() <= kMaxHandedOverBytes;
+  }
   // Its whole state; the descriptor stays open (the exec keeps it).
   SessionHandover handover() const;
   // The next image: the session `from` describes, on its descriptor (owned
