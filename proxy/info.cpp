@@ -42,6 +42,16 @@ std::string render_info(const StatusView& v, std::string_view section) {
     add("config_file:");
     out += "\r\n";
   }
+  if (all || protocol::iequals(section, "clients")) {
+    // Connections that are not replicas (tools, clients in WAIT), as Redis counts them.
+    size_t clients = 0;
+    for (const auto& r : v.replicas) clients += r.past_handshake ? 0 : 1;
+    add("# Clients");
+    add("connected_clients:" + std::to_string(clients));
+    add("maxclients:" + std::to_string(v.proxy.max_clients));
+    add("blocked_clients:" + std::to_string(v.proxy.blocked_clients));
+    out += "\r\n";
+  }
   if (all || protocol::iequals(section, "replication")) {
     add("# Replication");
     add("role:master");
@@ -64,9 +74,11 @@ std::string render_info(const StatusView& v, std::string_view section) {
     add(std::string("repl_backlog_active:") + (v.snapshot ? "1" : "0"));
     uint64_t floor = v.proxy.psync_floor;
     uint64_t histlen = v.proxy.offset + 1 - std::min(floor, v.proxy.offset + 1);
-    // --backlog-size is not enforced yet (the log keeps every byte since the
-    // snapshot): the size reported is what is kept, never more than what a
-    // PSYNC can be served from. /status log.retention says so in words.
+    // The backlog is the part of the log a PSYNC of this lineage can be
+    // served from: from its first retained byte (or the lineage's first
+    // byte) to the committed end. The size reported is what is kept
+    // (--backlog-size only bounds what stays before the snapshot's offset,
+    // and the log after it is unbounded): never more than a PSYNC can use.
     add("repl_backlog_size:" + std::to_string(histlen));
     add("repl_backlog_first_byte_offset:" + std::to_string(floor));
     add("repl_backlog_histlen:" + std::to_string(histlen));

@@ -623,7 +623,8 @@ void Proxy::on_keepalive_timer(uv_timer_t* t) {
   // No copy of the list needed: closing defers deletion (see session_closed).
   for (auto& s : self->sessions_) {
     if (s->closing()) continue;
-    if (!s->past_handshake() && now - s->created_ms() > timeout_ms) {
+    // A client blocked in WAIT waits as long as it asked (admin_commands.h).
+    if (!s->past_handshake() && !s->blocked() && now - s->created_ms() > timeout_ms) {
       LOG_WARN("replica", "client %s did not start replicating within %.0f s: closing",
                s->address().c_str(), self->config_.handshake_timeout_s);
       self->counters_.closed_handshake_timeouts++;

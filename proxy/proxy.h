@@ -163,7 +163,7 @@ class Proxy : public SessionHost {
   // callback, so any loop over sessions() may close sessions as it goes: the
   // list does not change under it.
   void session_closed(ReplicaSession* session) override;
-  const std::list<std::unique_ptr<ReplicaSession>>& sessions() const { return sessions_; }
+  const std::list<std::unique_ptr<ReplicaSession>>& sessions() const override { return sessions_; }
   // user: from AUTH <user> <pass>; nullopt for AUTH <pass>.
   bool check_password(std::optional<std::string_view> user, std::string_view pass) const override;
   std::string start_refresh(const std::string& trigger) override;

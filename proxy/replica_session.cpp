@@ -1,5 +1,6 @@
 #include "proxy/replica_session.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/sendfile.h>
@@ -71,6 +72,7 @@ bool ReplicaSession::start() {
   if (uv_poll_init_socket(proxy_.loop(), &poll_, fd_) != 0) return false;
   poll_.data = this;
   poll_started_ = true;
+  open_handles_ = 1;
   last_input_ms_ = created_ms_;
   update_poll();
   return true;
@@ -99,6 +101,9 @@ SessionHandover ReplicaSession::handover() const {
                               bulk_->replid(), bulk_->prefix(), bulk_->created_unix()};
   }
   h.out = out_.substr(out_pos_);
+  // A WAIT in progress ends here, with the count at this moment, as its
+  // timeout would end it; the next image runs what followed it.
+  if (blocked_) h.out += protocol::integer_reply(proxy_.replicas_acked(wait_target_));
   h.in = std::string(parser_.pending());
   return h;
 }
@@ -155,11 +160,21 @@ void ReplicaSession::close(const std::string& reason) {
     LOG_DEBUG(kComponent, "client %s disconnected: %s", address().c_str(), reason.c_str());
   }
   bulk_.reset();
+  if (blocked_) {
+    blocked_ = false;
+    proxy_.wait_ended(this);
+  }
   // Only a started session is listed by the proxy; deletion always comes
-  // from the close callback (see Proxy::session_closed).
+  // from the close callback (see Proxy::session_closed), once every handle
+  // of the session is closed.
   if (!poll_started_) return;
   uv_poll_stop(&poll_);
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), on_closed);
+  if (wait_timer_inited_) {
+    ++open_handles_;
+    uv_timer_stop(&wait_timer_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&wait_timer_), on_closed);
+  }
 }
 
 bool ReplicaSession::socket_peer_gone(uint64_t now, uint64_t timeout_ms) {
@@ -196,6 +211,7 @@ void ReplicaSession::socket_failed(const std::string& what, int err) {
 
 void ReplicaSession::on_closed(uv_handle_t* handle) {
   auto* self = static_cast<ReplicaSession*>(handle->data);
+  if (--self->open_handles_ > 0) return;
   self->proxy_.session_closed(self);  // deletes self
 }
 
@@ -213,6 +229,10 @@ void ReplicaSession::on_poll(uv_poll_t* handle, int status, int events) {
     }
     return;
   }
+  if (self->blocked_ && (events & UV_DISCONNECT)) {
+    self->close("connection closed by peer while blocked in WAIT");
+    return;
+  }
   if (events & UV_WRITABLE) self->pump();
   if (!self->closing_ && (events & (UV_READABLE | UV_DISCONNECT))) self->handle_readable();
 }
@@ -222,8 +242,10 @@ bool ReplicaSession::output_full() const { return out_.size() - out_pos_ >= kMax
 void ReplicaSession::update_poll() {
   if (closing_ || !poll_started_) return;
   int events = 0;
-  // Input is read only while commands may be dispatched (see the header).
-  if (!output_full() && !input_held_ && !close_after_flush_) events |= UV_READABLE;
+  // Input is read only while commands may be dispatched (see the header);
+  // a client blocked in WAIT is watched for its close only.
+  if (!output_full() && !input_held_ && !close_after_flush_ && !blocked_) events |= UV_READABLE;
+  if (blocked_) events |= UV_DISCONNECT;
   if (want_write_) events |= UV_WRITABLE;
   if (events == poll_events_) return;
   poll_events_ = events;
@@ -236,7 +258,7 @@ void ReplicaSession::update_poll() {
 
 void ReplicaSession::handle_readable() {
   char buf[kReadChunk];
-  for (int round = 0; round < 4 && !output_full() && !input_held_ && !close_after_flush_; ++round) {
+  for (int round = 0; round < 4 && !output_full() && !input_held_ && !close_after_flush_ && !blocked_; ++round) {
     ssize_t n = ::read(fd_, buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -259,7 +281,7 @@ void ReplicaSession::handle_readable() {
 
 bool ReplicaSession::dispatch_buffered() {
   input_held_ = false;
-  while (!close_after_flush_) {
+  while (!close_after_flush_ && !blocked_) {
     if (output_full()) {
       // The rest waits in the parser (and the socket) until the client reads.
       input_held_ = true;
@@ -279,7 +301,7 @@ bool ReplicaSession::dispatch_buffered() {
     dispatch(args_);
     if (closing_) return false;
   }
-  return true;  // QUIT or a protocol error: nothing after it is dispatched, as in Redis
+  return true;  // QUIT or a protocol error (nothing after it is dispatched, as in Redis), or WAIT blocked
 }
 
 void ReplicaSession::reply(std::string_view bytes) {
@@ -290,6 +312,7 @@ void ReplicaSession::reply(std::string_view bytes) {
 void ReplicaSession::dispatch(std::vector<std::string>& args) {
   if (args.empty()) return;
   const std::string& cmd = args[0];
+  last_cmd_ = admin::command_label(args);
   if (iequals(cmd, "QUIT")) {
     reply(protocol::simple_string("OK"));
     close_after_flush_ = true;
@@ -299,7 +322,11 @@ void ReplicaSession::dispatch(std::vector<std::string>& args) {
     cmd_auth(args);
     return;
   }
-  if (!authenticated_ && !proxy_.config().requirepass.empty()) {
+  if (iequals(cmd, "HELLO")) {  // may carry AUTH: before the NOAUTH check, as in Redis
+    reply(admin::cmd_hello(*this, args));
+    return;
+  }
+  if (!authenticated()) {
     reply(protocol::error_reply("NOAUTH Authentication required."));
     return;
   }
@@ -326,13 +353,123 @@ void ReplicaSession::dispatch(std::vector<std::string>& args) {
                           : protocol::error_reply("ERR " + why_not));
   } else if (iequals(cmd, "ROLE")) {
     reply(proxy_.role_reply());
+  } else if (iequals(cmd, "WAIT")) {
+    reply(admin::cmd_wait(*this, proxy_, args));  // "" while blocked
+  } else if (iequals(cmd, "CLIENT")) {
+    reply(admin::cmd_client(*this, proxy_, args));
+  } else if (iequals(cmd, "CONFIG")) {
+    reply(admin::cmd_config(proxy_, args));
+  } else if (iequals(cmd, "COMMAND")) {
+    reply(admin::cmd_command(args));
+  } else if (iequals(cmd, "LATENCY")) {
+    reply(admin::cmd_latency(args));
+  } else if (iequals(cmd, "SLOWLOG")) {
+    reply(admin::cmd_slowlog(args));
+  } else if (iequals(cmd, "TIME")) {
+    reply(admin::cmd_time(args));
+  } else if (iequals(cmd, "ECHO")) {
+    reply(admin::cmd_echo(args));
   } else {
-    std::string name = protocol::peer_text(cmd, 128);  // the peer's bytes, ASCII-safe (text.h)
-    reply(protocol::error_reply(
-        "ERR unknown command '" + name +
-        "': this is psync-proxy, a replication proxy; it serves replicas only (PING, AUTH, "
-        "REPLCONF, PSYNC, SYNC, INFO, ROLE, BGSAVE, QUIT)"));
+    reply(admin::unknown_command_reply(cmd));  // the peer's bytes, ASCII-safe (text.h)
   }
+}
+
+bool ReplicaSession::authenticated() const { return authenticated_ || proxy_.config().requirepass.empty(); }
+
+std::string ReplicaSession::authenticate(std::optional<std::string_view> user, std::string_view pass) {
+  const auto wrongpass = protocol::error_reply("WRONGPASS invalid username-password pair or user is disabled.");
+  if (proxy_.config().requirepass.empty()) {
+    // As Redis's default user with no password: any password is accepted for it.
+    if (!user) {
+      return protocol::error_reply(
+          "ERR AUTH <password> called without any password configured for the default user. "
+          "Are you sure your configuration is correct?");
+    }
+    if (*user != proxy_.config().requireuser) return wrongpass;
+    authenticated_ = true;
+    return "";
+  }
+  if (proxy_.check_password(user, pass)) {
+    authenticated_ = true;
+    return "";
+  }
+  proxy_.counters().auth_failures++;
+  LOG_WARN(kComponent, "client %s: AUTH failed", address().c_str());
+  return wrongpass;
+}
+
+admin::ClientLine ReplicaSession::client_line() const {
+  admin::ClientLine c;
+  const uint64_t now = now_ms();
+  c.id = id_;
+  c.addr = address();
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  char ip[INET6_ADDRSTRLEN] = "?";
+  int lport = 0;
+  if (getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    if (ss.ss_family == AF_INET) {
+      const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+      inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+      lport = ntohs(a->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+      inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+      lport = ntohs(a->sin6_port);
+    }
+  }
+  const std::string lip(ip);
+  c.laddr = (lip.find(':') != std::string::npos ? "[" + lip + "]" : lip) + ":" + std::to_string(lport);
+  c.fd = fd_;
+  c.name = name_;
+  c.age_s = (now - std::min(now, created_ms_)) / 1000;
+  const uint64_t last = std::max({created_ms_, last_input_ms_, last_progress_ms_});
+  c.idle_s = (now - std::min(now, last)) / 1000;
+  if (past_handshake()) c.flags += 'S';
+  if (blocked_) c.flags += 'b';
+  if (close_after_flush_) c.flags += 'c';
+  if (c.flags.empty()) c.flags = "N";
+  c.qbuf = parser_.buffered();
+  c.omem = out_.size() - out_pos_;
+  c.tot_mem = sizeof(*this) + out_.capacity() + parser_.buffered() + name_.capacity();
+  if (poll_events_ & UV_READABLE) c.events += 'r';
+  if (poll_events_ & UV_WRITABLE) c.events += 'w';
+  c.cmd = last_cmd_;
+  c.user = proxy_.config().requireuser;
+  return c;
+}
+
+void ReplicaSession::block_in_wait(int64_t numreplicas, uint64_t target, uint64_t timeout_ms) {
+  blocked_ = true;
+  wait_needed_ = numreplicas;
+  wait_target_ = target;
+  proxy_.wait_started(this);
+  if (timeout_ms > 0) {
+    if (!wait_timer_inited_) {
+      uv_timer_init(proxy_.loop(), &wait_timer_);
+      wait_timer_.data = this;
+      wait_timer_inited_ = true;
+    }
+    uv_timer_start(&wait_timer_, on_wait_timeout, timeout_ms, 0);
+  }
+  // The caller (dispatch_buffered) stops at once; the poll changes in pump().
+}
+
+void ReplicaSession::on_wait_timeout(uv_timer_t* timer) {
+  auto* self = static_cast<ReplicaSession*>(timer->data);
+  if (self->closing_ || !self->blocked_) return;
+  self->finish_wait(self->proxy_.replicas_acked(self->wait_target_));
+}
+
+void ReplicaSession::finish_wait(int64_t count) {
+  if (!blocked_ || closing_) return;
+  blocked_ = false;
+  if (wait_timer_inited_) uv_timer_stop(&wait_timer_);
+  proxy_.wait_ended(this);
+  reply(protocol::integer_reply(count));
+  // The commands the client pipelined after WAIT go on now.
+  if (!dispatch_buffered()) return;
+  pump();
 }
 
 void ReplicaSession::cmd_auth(const std::vector<std::string>& args) {
@@ -340,33 +477,10 @@ void ReplicaSession::cmd_auth(const std::vector<std::string>& args) {
     reply(protocol::error_reply("ERR wrong number of arguments for 'auth' command"));
     return;
   }
-  if (proxy_.config().requirepass.empty() && args.size() == 3) {
-    // As Redis's default user with no password: any password is accepted for it.
-    if (args[1] == proxy_.config().requireuser) {
-      authenticated_ = true;
-      reply(protocol::simple_string("OK"));
-    } else {
-      reply(protocol::error_reply("WRONGPASS invalid username-password pair or user is disabled."));
-    }
-    return;
-  }
-  if (proxy_.config().requirepass.empty()) {
-    reply(protocol::error_reply(
-        "ERR AUTH <password> called without any password configured for the default user. "
-        "Are you sure your configuration is correct?"));
-    return;
-  }
   std::optional<std::string_view> user;
   if (args.size() == 3) user = args[1];
-  std::string_view pass = args.back();
-  if (proxy_.check_password(user, pass)) {
-    authenticated_ = true;
-    reply(protocol::simple_string("OK"));
-  } else {
-    proxy_.counters().auth_failures++;
-    LOG_WARN(kComponent, "client %s: AUTH failed", address().c_str());
-    reply(protocol::error_reply("WRONGPASS invalid username-password pair or user is disabled."));
-  }
+  std::string error = authenticate(user, args.back());
+  reply(error.empty() ? protocol::simple_string("OK") : error);
 }
 
 void ReplicaSession::cmd_replconf(const std::vector<std::string>& args) {
@@ -391,8 +505,11 @@ void ReplicaSession::cmd_replconf(const std::vector<std::string>& args) {
       // REPLCONF ACK <offset> [FACK <aofoffset>]: never answered.
       auto off = protocol::parse_i64(val);
       if (off && state_ == State::kOnline) {
+        const bool grew = *off > acked_offset_ || !acked_since_online_;
         if (*off > acked_offset_) acked_offset_ = *off;
         last_ack_ms_ = now_ms();
+        acked_since_online_ = true;
+        if (grew && via_psync_ && proxy_.clients_in_wait() > 0) proxy_.replica_acked();
       }
       return;
     } else if (iequals(opt, "getack")) {

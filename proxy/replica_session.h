@@ -41,6 +41,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,6 +51,7 @@
 #include "backlog/lineage_store.h"
 #include "backlog/snapshot_store.h"
 #include "protocol/request_parser.h"
+#include "proxy/admin_commands.h"
 
 namespace psync::proxy {
 
@@ -76,6 +78,23 @@ class SessionHost {
   virtual std::string start_refresh(const std::string& trigger) = 0;
   // The session's handle is closed: the host deletes it.
   virtual void session_closed(ReplicaSession* session) = 0;
+  // Every session, in accept order (CLIENT LIST, WAIT).
+  virtual const std::list<std::unique_ptr<ReplicaSession>>& sessions() const = 0;
+
+  // ----- WAIT (proxy/admin_commands.h), kept here for every session -----
+  // Replicas that ACK (online, came with PSYNC, acknowledged since) whose
+  // acknowledged offset is at least target.
+  int64_t replicas_acked(uint64_t target) const;
+  // A replica's acknowledged offset grew: the clients blocked in WAIT that
+  // now have their count are answered (one sort of the replicas' offsets,
+  // then a binary search per blocked client).
+  void replica_acked();
+  void wait_started(ReplicaSession* session);
+  void wait_ended(ReplicaSession* session);
+  size_t clients_in_wait() const { return waiting_.size(); }
+
+ private:
+  std::vector<ReplicaSession*> waiting_;  // blocked in WAIT; removed when done or closed
 };
 
 class ReplicaSession {
@@ -124,6 +143,28 @@ class ReplicaSession {
   static const char* state_name(State s);
   static const char* sync_name(SyncKind k);
 
+  // ----- As a client of the proxy (proxy/admin_commands.h) -----
+  const std::string& name() const { return name_; }  // CLIENT SETNAME, HELLO SETNAME
+  void set_name(std::string name) { name_ = std::move(name); }
+  admin::ClientLine client_line() const;  // CLIENT LIST / INFO
+  // AUTH [user] pass (user nullopt: the one-argument form): "" when
+  // accepted, else the error reply.
+  std::string authenticate(std::optional<std::string_view> user, std::string_view pass);
+  // May run commands: authenticated, or no --requirepass.
+  bool authenticated() const;
+  // Counted by WAIT: online, came with PSYNC, sent an ACK since it is online.
+  bool acks() const { return state_ == State::kOnline && via_psync_ && acked_since_online_ && !closing_; }
+  // WAIT: no further command is read or run until finish_wait (a replica's
+  // ACK, the timeout, or a live restart). timeout_ms 0: none. The socket is
+  // watched for the peer's close only: a blocked client holds no more
+  // memory than it did.
+  void block_in_wait(int64_t numreplicas, uint64_t target, uint64_t timeout_ms);
+  bool blocked() const { return blocked_; }
+  int64_t wait_needed() const { return wait_needed_; }
+  uint64_t wait_target() const { return wait_target_; }
+  // Replies with count and goes on with the commands that followed.
+  void finish_wait(int64_t count);
+
   // ----- Live restart (proxy/handover.h) -----
   // Whether the next image can go on with this connection: not one that is
   // closing or closes after its last reply, nor a client (not a replica) that
@@ -146,6 +187,7 @@ class ReplicaSession {
  private:
   static void on_poll(uv_poll_t* handle, int status, int events);
   static void on_closed(uv_handle_t* handle);
+  static void on_wait_timeout(uv_timer_t* timer);
   void handle_readable();
   // Dispatches the commands the parser holds while the replies waiting are
   // under kMaxPendingReplies; false once the session is closing.
@@ -209,6 +251,17 @@ class ReplicaSession {
   uint64_t last_input_ms_ = 0;     // last byte read from the client
   uint64_t last_progress_ms_ = 0;  // last byte the client's socket took from us
   uint64_t outstanding_since_ms_ = 0;  // first check that saw bytes unacknowledged (0: none)
+  bool acked_since_online_ = false;    // a REPLCONF ACK came since it went online (WAIT counts it)
+
+  // As a client (CLIENT, HELLO, WAIT).
+  std::string name_;
+  const char* last_cmd_ = "NULL";  // admin::command_label (static storage)
+  bool blocked_ = false;           // in WAIT
+  int64_t wait_needed_ = 0;
+  uint64_t wait_target_ = 0;
+  uv_timer_t wait_timer_{};        // WAIT's timeout; initialized at the first WAIT that blocks with one
+  bool wait_timer_inited_ = false;
+  int open_handles_ = 0;           // the poll and the timer: deleted once both are closed
 };
 
 // The rule of socket_peer_gone (pure, unit tested): bytes unacknowledged for

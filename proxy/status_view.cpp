@@ -48,6 +48,8 @@ StatusView Proxy::status_view() const {
   v.proxy.run_id = process_run_id();
   v.proxy.port = config_.port;
   v.proxy.psync_floor = psync_floor();
+  v.proxy.max_clients = config_.max_clients;
+  v.proxy.blocked_clients = clients_in_wait();
   v.proxy.commands_since_snapshot = commands_since_snapshot();
 
   v.upstream.address = config_.upstream.str();

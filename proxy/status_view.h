@@ -36,6 +36,8 @@ struct StatusView {
     std::string run_id;             // the process's run_id (INFO server)
     uint16_t port = 0;              // the replica port
     uint64_t psync_floor = 0;       // first offset a PSYNC may ask for
+    uint64_t max_clients = 0;       // --max-clients (INFO clients)
+    uint64_t blocked_clients = 0;   // clients blocked in WAIT
     uint64_t commands_since_snapshot = 0;
   };
   struct UpstreamPart {
@@ -128,7 +130,7 @@ struct StatusView {
 std::string render_status_json(const StatusView& view);
 
 // INFO [section] and ROLE as a Redis 7 master answers them (proxy/info.cpp):
-// the INFO text (sections server, replication, persistence, stats; "",
+// the INFO text (sections server, clients, replication, persistence, stats; "",
 // "default", "all" and "everything" for all) and the whole ROLE reply.
 std::string render_info(const StatusView& view, std::string_view section);
 std::string render_role(const StatusView& view);
