@@ -8,9 +8,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PACKAGES=(g++ cmake make pkg-config libuv1-dev libhiredis-dev nlohmann-json3-dev
           doctest-dev libcli11-dev libhttp-parser-dev libsystemd-dev redis-server redis-tools curl)
 # ... and the test suite: the status page in Chromium, the fuzzers (clang's
-# libFuzzer), the checks of the deployment files.
+# libFuzzer), the checks of the deployment files, a Prometheus exporter that
+# scrapes the proxy as a Redis master.
 # shellcheck disable=SC2034
-TEST_PACKAGES=(chromium clang libclang-rt-14-dev shellcheck yamllint systemd python3)
+TEST_PACKAGES=(chromium clang libclang-rt-14-dev shellcheck yamllint systemd python3 prometheus-redis-exporter)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
