@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <filesystem>
 
 #include "protocol/numbers.h"
@@ -467,7 +468,12 @@ const char* command_label(const std::vector<std::string>& args) {
   if (args.empty()) return "NULL";
   const CommandDoc* c = find_command(args[0]);
   if (!c) return "NULL";
-  if (!subs_of(*c).empty()) {
+  // Subcommands follow their parent in the table.
+  const CommandDoc* next = c + 1;
+  const bool container = next != table().data() + table().size() &&
+                         std::string_view(next->name).rfind(std::string_view(c->name), 0) == 0 &&
+                         next->name[std::strlen(c->name)] == '|';
+  if (container) {
     const CommandDoc* sub = args.size() > 1 ? find_sub(*c, args[1]) : nullptr;
     return sub ? sub->name : c->name;
   }
@@ -753,6 +759,8 @@ std::string cmd_wait(ReplicaSession& self, SessionHost& host, const std::vector<
   WaitArgs w;
   std::string error = parse_wait(args, w);
   if (!error.empty()) return error;
+  // A replica gets no replies, and must not stop reading its own ACKs.
+  if (self.past_handshake()) return "";
   // What the proxy has committed now: the replicas' ACKs must reach it. The
   // proxy's own clients write nothing, so this is the meaningful target (a
   // Redis master waits for the client's own last write).
