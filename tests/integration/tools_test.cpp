@@ -447,3 +447,34 @@ TEST_CASE("tools: prometheus-redis-exporter scrapes the proxy with no error and 
     CHECK(lines >= 1);
     check_clean_shutdown(*c.proxy);
 }
+
+TEST_CASE("wait: a live restart answers a blocked WAIT with the count at that moment and the next image runs what followed") {
+    ProxiedCluster c;
+    c.start(1, 50);
+    RedisServer& replica = *c.replicas[0];
+    wait_until("the replica to have ACKed", 10, [&] { return proxy_command(*c.proxy, {"WAIT", "1", "0"}).integer == 1; });
+    const int64_t before = json_int(c.proxy->status(), "/proxy/offset");
+    replica.process().signal(SIGSTOP);
+    RedisClient m = c.master.client();
+    write_burst(m, ProxiedCluster::kDbs, 1);
+    c.proxy->wait_status("the burst in the proxy's log", 10, [&](const json& s, std::string&) {
+        return json_int(s, "/proxy/offset") > before;
+    });
+    ScriptedReplica w(c.proxy->port());
+    w.send("WAIT 1 0\r\nECHO after-wait\r\n");
+    CHECK(w.read_for(1).empty());
+
+    c.proxy->process().signal(SIGUSR2);
+    // The frozen replica has not acknowledged the burst: 0, then the ECHO, from the new image.
+    CHECK(w.read_line(30) == ":0");
+    CHECK(w.read_line(10) == "$10");
+    CHECK(w.read_line(5) == "after-wait");
+    c.proxy->wait_status("the live restart done", 30, [](const json& s, std::string&) {
+        return json_int(s, "/proxy/live_restarts") == 1 && json_str(s, "/proxy/live_restart/state") == "idle";
+    });
+    replica.process().signal(SIGCONT);
+    write_burst(m, ProxiedCluster::kDbs, 2);
+    c.wait_replicas_equal();
+    CHECK(proxy_command(*c.proxy, {"WAIT", "1", "5000"}).integer == 1);
+    check_clean_shutdown(*c.proxy);
+}
