@@ -71,6 +71,7 @@ json session_json(const SessionHandover& s) {
             {"rdb_only", s.rdb_only},
             {"via_psync", s.via_psync},
             {"listening_port", s.listening_port},
+            {"name", s.name},
             {"cursor", s.cursor},
             {"acked_offset", s.acked_offset},
             {"bulk_sent", s.bulk_sent},
@@ -143,6 +144,7 @@ void read_session(Reader& r, const json& j, SessionHandover& s) {
   r.get(j, "rdb_only", s.rdb_only);
   r.get(j, "via_psync", s.via_psync);
   r.get(j, "listening_port", s.listening_port);
+  r.get(j, "name", s.name);
   r.get(j, "cursor", s.cursor);
   r.get(j, "acked_offset", s.acked_offset);
   r.get(j, "bulk_sent", s.bulk_sent);

@@ -59,6 +59,7 @@ struct SessionHandover {
   bool rdb_only = false;
   bool via_psync = false;
   int listening_port = 0;
+  std::string name;  // CLIENT SETNAME
   uint64_t cursor = 0;
   int64_t acked_offset = 0;
   uint64_t bulk_sent = 0;

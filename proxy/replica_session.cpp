@@ -92,6 +92,7 @@ SessionHandover ReplicaSession::handover() const {
   h.rdb_only = rdb_only_;
   h.via_psync = via_psync_;
   h.listening_port = listening_port_;
+  h.name = name_;
   h.cursor = cursor_;
   h.acked_offset = acked_offset_;
   h.bulk_sent = bulk_sent_;
@@ -124,6 +125,7 @@ std::unique_ptr<ReplicaSession> ReplicaSession::adopt(SessionHost& host, const S
   s->rdb_only_ = from.rdb_only;
   s->via_psync_ = from.via_psync;
   s->listening_port_ = from.listening_port;
+  s->name_ = from.name;
   s->cursor_ = from.cursor;
   s->acked_offset_ = from.acked_offset;
   s->bulk_sent_ = from.bulk_sent;
