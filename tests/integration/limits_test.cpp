@@ -35,71 +35,71 @@ std::string ping_or_refusal(ScriptedReplica& conn) {
     std::string early = conn.read_for(0.05);  // a refusal comes unasked, right after accept
     if (!early.empty()) return early.substr(0, early.find("\r\n"));
     try {
-            conn.send("PING\r\n");
-            return conn.read_line(3);
-        } catch (const std::exception&) {
-            std::string late = conn.take_buffered();
-            return late.empty() ? "(no answer)" : late.substr(0, late.find("\r\n"));
+        conn.send("PING\r\n");
+        return conn.read_line(3);
+    } catch (const std::exception&) {
+        std::string late = conn.take_buffered();
+        return late.empty() ? "(no answer)" : late.substr(0, late.find("\r\n"));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("limits: out of file descriptors: no busy loop, few log lines, a clear refusal, then new replicas are served again") {
+    ProxiedCluster c;
+    constexpr int kFdLimit = 32;
+    ProxyOptions options;
+    options.open_files_limit = kFdLimit;
+    options.log_level = "info";
+    c.proxy = std::make_unique<ProxyProcess>(c.sandbox, "proxy", c.master.port(), options);
+    c.start(0, 20);
+    const pid_t pid = c.proxy->process().pid();
+    const std::string log = c.proxy->log_path();
+    const int fds_at_start = open_fds(pid);
+    REQUIRE_MESSAGE((fds_at_start > 0 && fds_at_start < kFdLimit - 4),
+                    "the proxy uses " << fds_at_start << " descriptors at start: no room for clients");
+
+    // More clients than descriptors left; connect() succeeds through the listen backlog.
+    constexpr int kClients = 40;
+    std::vector<std::unique_ptr<ScriptedReplica>> clients;
+    for (int i = 0; i < kClients; ++i) clients.push_back(std::make_unique<ScriptedReplica>(c.proxy->port()));
+    wait_until("the proxy at its descriptor limit", 10, [&](std::string& state) {
+        state = std::to_string(open_fds(pid)) + " fds open";
+        return open_fds(pid) >= kFdLimit - 1;
+    });
+
+    // Held for 3 s: the proxy idles (no busy loop on the listening socket) and logs a few lines.
+    const double cpu_before = cpu_seconds(pid);
+    sleep_ms(3000);
+    const double cpu_used = cpu_seconds(pid) - cpu_before;
+    const int emfile_lines = count_log_lines(log, "Too many open files");
+    INFO("CPU " << cpu_used << " s in 3 s with " << kClients << " clients held; " << emfile_lines
+                << " log lines about EMFILE; first ones:\n" << grep_log(log, "Too many open files", 3));
+    MESSAGE("CPU " << cpu_used << " s in 3 s with " << kClients << " clients held; " << emfile_lines
+                   << " log lines about EMFILE");
+    CHECK_MESSAGE(cpu_used < 0.5, "the proxy used " << cpu_used << " s of CPU in 3 s while out of descriptors");
+    CHECK_MESSAGE((emfile_lines >= 1 && emfile_lines <= 3), emfile_lines << " log lines about EMFILE in 3 s");
+
+    // Every client got an answer: served (PONG) or refused with an error, none left hanging.
+    int served = 0, refused = 0;
+    std::vector<std::string> others;
+    for (auto& conn : clients) {
+        const std::string got = ping_or_refusal(*conn);
+        if (got == "+PONG") {
+            ++served;
+        } else if (got.rfind("-ERR max number of clients reached", 0) == 0) {
+            ++refused;
+        } else {
+            others.push_back(got);
         }
     }
-
-    }  // namespace
-
-    TEST_CASE("limits: out of file descriptors: no busy loop, few log lines, a clear refusal, then new replicas are served again") {
-        ProxiedCluster c;
-        constexpr int kFdLimit = 32;
-        ProxyOptions options;
-        options.open_files_limit = kFdLimit;
-        options.log_level = "info";
-        c.proxy = std::make_unique<ProxyProcess>(c.sandbox, "proxy", c.master.port(), options);
-        c.start(0, 20);
-        const pid_t pid = c.proxy->process().pid();
-        const std::string log = c.proxy->log_path();
-        const int fds_at_start = open_fds(pid);
-        REQUIRE_MESSAGE((fds_at_start > 0 && fds_at_start < kFdLimit - 4),
-                        "the proxy uses " << fds_at_start << " descriptors at start: no room for clients");
-
-        // More clients than descriptors left; connect() succeeds through the listen backlog.
-        constexpr int kClients = 40;
-        std::vector<std::unique_ptr<ScriptedReplica>> clients;
-        for (int i = 0; i < kClients; ++i) clients.push_back(std::make_unique<ScriptedReplica>(c.proxy->port()));
-        wait_until("the proxy at its descriptor limit", 10, [&](std::string& state) {
-            state = std::to_string(open_fds(pid)) + " fds open";
-            return open_fds(pid) >= kFdLimit - 1;
-        });
-
-        // Held for 3 s: the proxy idles (no busy loop on the listening socket) and logs a few lines.
-        const double cpu_before = cpu_seconds(pid);
-        sleep_ms(3000);
-        const double cpu_used = cpu_seconds(pid) - cpu_before;
-        const int emfile_lines = count_log_lines(log, "Too many open files");
-        INFO("CPU " << cpu_used << " s in 3 s with " << kClients << " clients held; " << emfile_lines
-                    << " log lines about EMFILE; first ones:\n" << grep_log(log, "Too many open files", 3));
-        MESSAGE("CPU " << cpu_used << " s in 3 s with " << kClients << " clients held; " << emfile_lines
-                       << " log lines about EMFILE");
-        CHECK_MESSAGE(cpu_used < 0.5, "the proxy used " << cpu_used << " s of CPU in 3 s while out of descriptors");
-        CHECK_MESSAGE((emfile_lines >= 1 && emfile_lines <= 3), emfile_lines << " log lines about EMFILE in 3 s");
-
-        // Every client got an answer: served (PONG) or refused with an error, none left hanging.
-        int served = 0, refused = 0;
-        std::vector<std::string> others;
-        for (auto& conn : clients) {
-            const std::string got = ping_or_refusal(*conn);
-            if (got == "+PONG") {
-                ++served;
-            } else if (got.rfind("-ERR max number of clients reached", 0) == 0) {
-                ++refused;
-            } else {
-                others.push_back(got);
-            }
-        }
-        CHECK_MESSAGE(others.empty(), others.size() << " clients got neither PONG nor a refusal, e.g. " << others.at(0));
-        CHECK_MESSAGE(served >= 1, "no client was served");
-        CHECK_MESSAGE(refused >= kClients - kFdLimit, "only " << refused << " clients were refused");
-        // Meanwhile the status port answers too (503: it is out of descriptors as well, or 200).
-        try {
-            const HttpResponse r = http_get(c.proxy->status_port(), "/status", 3);
-            CHECK_MESSAGE((r.status == 503 || r.status == 200), r.status << " " << r.body);
+    CHECK_MESSAGE(others.empty(), others.size() << " clients got neither PONG nor a refusal, e.g. " << others.at(0));
+    CHECK_MESSAGE(served >= 1, "no client was served");
+    CHECK_MESSAGE(refused >= kClients - kFdLimit, "only " << refused << " clients were refused");
+    // Meanwhile the status port answers too (503: it is out of descriptors as well, or 200).
+    try {
+        const HttpResponse r = http_get(c.proxy->status_port(), "/status", 3);
+        CHECK_MESSAGE((r.status == 503 || r.status == 200), r.status << " " << r.body);
     } catch (const std::exception& e) {
         FAIL_CHECK("GET /status while out of descriptors: " << std::string(e.what()));
     }
@@ -193,36 +193,36 @@ TEST_CASE("limits: clients that pipeline INFO and never read hold the proxy with
     std::string send_error;
     std::thread sender([&] {
         try {
-                reader.send(requests);
-            } catch (const std::exception& e) {
-                send_error = e.what();
-            }
-        });
-        long rss_max = 0;
-        const auto start = Clock::now();
-        while (seconds_since(start) < 3.0) {
-            for (auto& h : hogs) h->push(chunk, 8 << 20);
-            rss_max = std::max(rss_max, rss_kb(pid));
-            sleep_ms(50);
+            reader.send(requests);
+        } catch (const std::exception& e) {
+            send_error = e.what();
         }
-        uint64_t hog_bytes = 0;
-        for (auto& h : hogs) hog_bytes += h->sent();
-        // The cap is 1 MB of replies per client (plus one reply), and what one read brings.
-        const long bound_kb = rss_base + (kHogs + 1) * 2 * 1024 + 8 * 1024;
-        INFO("proxy RSS " << rss_base << " KB at rest, at most " << rss_max << " KB with " << kHogs + 1
-                          << " clients not reading (bound " << bound_kb << " KB); the hogs pushed " << hog_bytes / 1024
-                          << " KB of INFO requests");
-        MESSAGE("proxy RSS " << rss_base << " KB at rest, at most " << rss_max << " KB with " << kHogs + 1
-                             << " clients not reading (bound " << bound_kb << " KB); hogs pushed " << hog_bytes / 1024 << " KB");
-        CHECK_MESSAGE(hog_bytes > static_cast<uint64_t>(kHogs) * 64 * 1024, "the hogs could not send much");
-        CHECK_MESSAGE(rss_max < bound_kb, "the proxy grew from " << rss_base << " KB to " << rss_max << " KB");
+    });
+    long rss_max = 0;
+    const auto start = Clock::now();
+    while (seconds_since(start) < 3.0) {
+        for (auto& h : hogs) h->push(chunk, 8 << 20);
+        rss_max = std::max(rss_max, rss_kb(pid));
+        sleep_ms(50);
+    }
+    uint64_t hog_bytes = 0;
+    for (auto& h : hogs) hog_bytes += h->sent();
+    // The cap is 1 MB of replies per client (plus one reply), and what one read brings.
+    const long bound_kb = rss_base + (kHogs + 1) * 2 * 1024 + 8 * 1024;
+    INFO("proxy RSS " << rss_base << " KB at rest, at most " << rss_max << " KB with " << kHogs + 1
+                      << " clients not reading (bound " << bound_kb << " KB); the hogs pushed " << hog_bytes / 1024
+                      << " KB of INFO requests");
+    MESSAGE("proxy RSS " << rss_base << " KB at rest, at most " << rss_max << " KB with " << kHogs + 1
+                         << " clients not reading (bound " << bound_kb << " KB); hogs pushed " << hog_bytes / 1024 << " KB");
+    CHECK_MESSAGE(hog_bytes > static_cast<uint64_t>(kHogs) * 64 * 1024, "the hogs could not send much");
+    CHECK_MESSAGE(rss_max < bound_kb, "the proxy grew from " << rss_base << " KB to " << rss_max << " KB");
 
-        // The reader now reads: every reply, in order, none lost, though the proxy stopped
-        // dispatching its commands for a while.
-        int pings = 0, infos = 0;
-        std::string wrong;
-        // (A failed read is recorded, not thrown past the sender thread, which must be joined.)
-        try {
+    // The reader now reads: every reply, in order, none lost, though the proxy stopped
+    // dispatching its commands for a while.
+    int pings = 0, infos = 0;
+    std::string wrong;
+    // (A failed read is recorded, not thrown past the sender thread, which must be joined.)
+    try {
         for (int i = 0; i < kPairs && wrong.empty(); ++i) {
             const std::string ping = bulk_reply(reader);
             if (ping != std::to_string(i)) {
