@@ -28,6 +28,22 @@ std::string fd_limit_text() {
 }
 }  // namespace
 
+void address_parts(const sockaddr_storage& ss, std::string& ip, int& port) {
+  char buf[INET6_ADDRSTRLEN] = "?";
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
+    port = ntohs(a->sin6_port);
+  } else {
+    port = 0;
+  }
+  ip = buf;
+}
+
 void refuse_connection(int fd, std::string_view reply) {
   ssize_t n = ::write(fd, reply.data(), reply.size());
   (void)n;

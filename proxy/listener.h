@@ -29,6 +29,10 @@ namespace psync::proxy {
 // that close sends FIN after the reply, not a RST that could drop it), closes.
 void refuse_connection(int fd, std::string_view reply);
 
+// A socket address as printable IP and port ("?" and 0 for a family that is
+// neither IPv4 nor IPv6).
+void address_parts(const sockaddr_storage& ss, std::string& ip, int& port);
+
 class Listener {
  public:
   using OnAccept = std::function<void(int fd, const sockaddr_storage& peer)>;

@@ -12,7 +12,6 @@
 #include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "proxy/build_info.h"
 #include "proxy/handover.h"
@@ -60,8 +59,6 @@ std::vector<char*> c_argv(const std::vector<std::string>& args) {
   out.push_back(nullptr);
   return out;
 }
-
-std::string effective_status_bind(const Config& c) { return c.status_bind.empty() ? c.bind : c.status_bind; }
 
 sigset_t control_signals() {
   sigset_t set;
@@ -221,7 +218,7 @@ void LiveRestart::check_finished(int64_t status, int term_signal) {
         {"--dir", c.dir, j.at("dir").get<std::string>()},
         {"--bind", c.bind, j.at("bind").get<std::string>()},
         {"--port", std::to_string(c.port), std::to_string(j.at("port").get<int>())},
-        {"--status-bind", effective_status_bind(c), j.at("status_bind").get<std::string>()},
+        {"--status-bind", c.status_bind, j.at("status_bind").get<std::string>()},
         {"--status-port", std::to_string(c.status_port), std::to_string(j.at("status_port").get<int>())},
     };
     for (const auto& s : checks) {
@@ -240,7 +237,6 @@ void LiveRestart::check_finished(int64_t status, int term_signal) {
   }
   state_ = State::kWaiting;
   waiting_for_.clear();
-  waiting_since_ms_ = now_ms();
   try_hand_over();
 }
 

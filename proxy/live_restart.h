@@ -98,7 +98,6 @@ class LiveRestart {
   std::string last_error_;
   int64_t last_attempt_unix_ = 0;
   std::string waiting_for_;  // what the last wait was for (logged once)
-  uint64_t waiting_since_ms_ = 0;
 
   uv_process_t* check_ = nullptr;  // heap handles: closed on the loop
   uv_timer_t* check_timer_ = nullptr;

@@ -55,7 +55,7 @@ int live_restart_check(int argc, char** argv) {
                       {"dir", c.dir},
                       {"bind", c.bind},
                       {"port", c.port},
-                      {"status_bind", c.status_bind.empty() ? c.bind : c.status_bind},
+                      {"status_bind", c.status_bind},  // parse_args resolved "" to --bind
                       {"status_port", c.status_port},
                       {"upstream", c.upstream.str()}};
   printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());

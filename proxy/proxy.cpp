@@ -37,22 +37,6 @@ const char* kComponent = "proxy";
 const std::string kOwnPing = "*1\r\n$4\r\nPING\r\n";
 
 
-// Splits a sockaddr into printable IP and port.
-void peer_of(const sockaddr_storage& ss, std::string& ip, int& port) {
-  char buf[INET6_ADDRSTRLEN] = "?";
-  if (ss.ss_family == AF_INET) {
-    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
-    port = ntohs(a->sin_port);
-  } else if (ss.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
-    port = ntohs(a->sin6_port);
-  } else {
-    port = 0;
-  }
-  ip = buf;
-}
 
 // Creates dir (and parents) with mode 0700 where missing.
 bool make_data_dir(const std::string& dir, std::string& error) {
@@ -247,8 +231,7 @@ std::string Proxy::check_handover(const Handover& h) {
   if (h.pid != static_cast<int64_t>(getpid())) {
     return "the handover is of process " + std::to_string(h.pid) + ", this is " + std::to_string(getpid());
   }
-  const std::string status_bind = config_.status_bind.empty() ? config_.bind : config_.status_bind;
-  if (h.dir != config_.dir || h.bind != config_.bind || h.port != config_.port || h.status_bind != status_bind ||
+  if (h.dir != config_.dir || h.bind != config_.bind || h.port != config_.port || h.status_bind != config_.status_bind ||
       h.status_port != config_.status_port) {
     return "the settings do not match the handed-over sockets (--dir, --bind, --port, --status-bind, --status-port)";
   }
@@ -417,7 +400,7 @@ void Proxy::accept_replica(int fd, const sockaddr_storage& ss) {
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
   std::string ip;
   int port = 0;
-  peer_of(ss, ip, port);
+  address_parts(ss, ip, port);
   counters_.connections_received++;
   if (protected_mode_refuses(config_, ip)) {
     refuse(fd, ip, port,
@@ -672,7 +655,7 @@ Handover Proxy::make_handover(const std::string& tail) {
   h.dir = config_.dir;
   h.bind = config_.bind;
   h.port = config_.port;
-  h.status_bind = config_.status_bind.empty() ? config_.bind : config_.status_bind;
+  h.status_bind = config_.status_bind;
   h.status_port = config_.status_port;
   h.replica_listener_fd = listener_ ? listener_->fd() : -1;
   h.status_listener_fd = status_->listener_fd();

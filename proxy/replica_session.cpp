@@ -1,6 +1,5 @@
 #include "proxy/replica_session.h"
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/sendfile.h>
@@ -15,6 +14,7 @@
 #include "protocol/reply.h"
 #include "protocol/text.h"
 #include "proxy/handover.h"
+#include "proxy/listener.h"
 #include "proxy/log.h"
 #include "proxy/proxy.h"
 
@@ -407,20 +407,9 @@ admin::ClientLine ReplicaSession::client_line() const {
   c.addr = address();
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  char ip[INET6_ADDRSTRLEN] = "?";
+  std::string lip = "?";
   int lport = 0;
-  if (getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-    if (ss.ss_family == AF_INET) {
-      const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-      inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
-      lport = ntohs(a->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-      const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-      inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
-      lport = ntohs(a->sin6_port);
-    }
-  }
-  const std::string lip(ip);
+  if (getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) address_parts(ss, lip, lport);
   c.laddr = (lip.find(':') != std::string::npos ? "[" + lip + "]" : lip) + ":" + std::to_string(lport);
   c.fd = fd_;
   c.name = name_;

@@ -46,6 +46,25 @@ void install_script(const std::string& text, const std::string& path) {
     std::filesystem::rename(tmp, path);
 }
 
+// Writes `count` keys big:<i> of `size` pseudo-random letters (xorshift from `seed`), 200 to a
+// pipeline: values that do not compress, so the RDB keeps about that size.
+void fill_incompressible(RedisClient& c, int count, size_t size, uint64_t seed) {
+    uint64_t x = seed;
+    std::vector<Command> batch;
+    for (int i = 0; i < count; ++i) {
+        std::string value(size, ' ');
+        for (char& ch : value) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            ch = static_cast<char>('a' + x % 26);
+        }
+        batch.push_back({"SET", "big:" + std::to_string(i), value});
+        if (batch.size() == 200 || i + 1 == count) {
+            c.must_pipeline(batch);
+            batch.clear();
+        }
+    }
+}
+
 // Sends SIGUSR2 and waits until /status shows `restarts` live restarts, an idle live restart,
 // and the upstream streaming again.
 json live_restart(ProxyProcess& proxy, int64_t restarts) {
@@ -256,22 +275,8 @@ TEST_CASE("live restart: a replica in the middle of its snapshot transfer gets t
     master.start();
     {
         // About 16 MB: the transfer to a replica that reads slowly outlasts the exec.
-        // (Values that do not compress: the RDB keeps its size.)
         RedisClient c = master.client();
-        uint64_t x = 88172645463325252ull;
-        std::vector<Command> batch;
-        for (int i = 0; i < 2000; ++i) {
-            std::string value(8192, ' ');
-            for (char& ch : value) {
-                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-                ch = static_cast<char>('a' + x % 26);
-            }
-            batch.push_back({"SET", "big:" + std::to_string(i), value});
-            if (batch.size() == 200) {
-                c.must_pipeline(batch);
-                batch.clear();
-            }
-        }
+        fill_incompressible(c, 2000, 8192, 88172645463325252ull);
     }
     ProxyOptions options;
     options.extra_args = {"--snapshot-refresh", "no"};
@@ -379,17 +384,7 @@ TEST_CASE("live restart: asked for while the upstream snapshot is still arriving
     master.start();
     {
         RedisClient c = master.client();
-        uint64_t x = 2463534242ull;
-        std::vector<Command> batch;
-        for (int i = 0; i < 400; ++i) {
-            std::string value(4096, ' ');
-            for (char& ch : value) {
-                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-                ch = static_cast<char>('a' + x % 26);
-            }
-            batch.push_back({"SET", "big:" + std::to_string(i), value});
-        }
-        c.must_pipeline(batch);
+        fill_incompressible(c, 400, 4096, 2463534242ull);
     }
     TcpRelay relay(master.port());
     relay.set_downstream_rate(256 * 1024);  // the RDB (about 1 MB) takes a few seconds
