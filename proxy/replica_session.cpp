@@ -28,6 +28,8 @@ constexpr size_t kSendChunk = 1 << 20;        // bytes per sendfile call
 constexpr size_t kPumpBudget = 4 << 20;       // bytes per pump before yielding to others
 constexpr size_t kMaxPendingReplies = 1 << 20;  // replies waiting: no more dispatching, no more reading
 constexpr size_t kKeepOutBuffer = 64 * 1024;    // capacity kept once out_ is written
+constexpr size_t kTurnCommands = 1024;         // commands dispatched per turn (see the header)
+constexpr size_t kTurnReplyBytes = 64 * 1024;  // reply bytes produced per turn
 const char* kComponent = "replica";
 }  // namespace
 
@@ -147,6 +149,7 @@ std::unique_ptr<ReplicaSession> ReplicaSession::adopt(SessionHost& host, const S
   }
   // Whatever waited (replies, a command received whole) goes on now.
   s->want_write_ = true;
+  s->begin_turn();
   if (!s->dispatch_buffered()) return s;
   s->pump();
   return s;
@@ -220,6 +223,7 @@ void ReplicaSession::on_closed(uv_handle_t* handle) {
 void ReplicaSession::on_poll(uv_poll_t* handle, int status, int events) {
   auto* self = static_cast<ReplicaSession*>(handle->data);
   if (self->closing_) return;
+  self->begin_turn();
   if (status < 0) {
     // libuv reports any socket error as EBADF; the socket knows the real one.
     int err = 0;
@@ -281,12 +285,24 @@ void ReplicaSession::handle_readable() {
   pump();
 }
 
+void ReplicaSession::begin_turn() {
+  turn_commands_left_ = kTurnCommands;
+  turn_reply_left_ = kTurnReplyBytes;
+}
+
 bool ReplicaSession::dispatch_buffered() {
   input_held_ = false;
+  turn_spent_ = false;
   while (!close_after_flush_ && !blocked_) {
     if (output_full()) {
       // The rest waits in the parser (and the socket) until the client reads.
       input_held_ = true;
+      return true;
+    }
+    if (turn_commands_left_ == 0 || turn_reply_left_ == 0) {
+      // The rest waits for this session's next turn (pump() arms the poll).
+      input_held_ = true;
+      turn_spent_ = true;
       return true;
     }
     auto r = parser_.next(args_);
@@ -300,8 +316,12 @@ bool ReplicaSession::dispatch_buffered() {
       return true;
     }
     proxy_.counters().commands_processed++;
+    const size_t out_before = out_.size();
     dispatch(args_);
     if (closing_) return false;
+    --turn_commands_left_;
+    const size_t produced = out_.size() > out_before ? out_.size() - out_before : 0;
+    turn_reply_left_ -= std::min(turn_reply_left_, produced);
   }
   return true;  // QUIT or a protocol error (nothing after it is dispatched, as in Redis), or WAIT blocked
 }
@@ -459,6 +479,7 @@ void ReplicaSession::finish_wait(int64_t count) {
   proxy_.wait_ended(this);
   reply(protocol::integer_reply(count));
   // The commands the client pipelined after WAIT go on now.
+  begin_turn();
   if (!dispatch_buffered()) return;
   pump();
 }
@@ -780,9 +801,9 @@ void ReplicaSession::pump() {
     }
     break;  // nothing to send
   }
-  // Blocked on a full socket, or budget spent (the socket is still writable,
+  // Blocked on a full socket, or a budget spent (the socket is still writable,
   // so the poll fires again at once and other sessions get their turn).
-  want_write_ = blocked || budget == 0;
+  want_write_ = blocked || budget == 0 || turn_spent_;
   update_poll();
 }
 

@@ -22,6 +22,14 @@
 // one read (16 KB) plus one incomplete request (RequestLimits::max_buffered),
 // whatever the client sends.
 //
+// Fairness: one turn of the loop (one poll callback) dispatches at most
+// kTurnCommands commands or kTurnReplyBytes of replies for a session; the
+// rest waits for its next turn (the poll is armed for writing, which fires at
+// once on a socket with room), as the byte budget of pump() does for sending.
+// Without it a client pipelining INFO kept the loop on its replies for as
+// long as its socket buffers took them (seconds under load): every replica,
+// the upstream and /status waited behind it.
+//
 // Timeouts (--replica-timeout): an online replica that came with PSYNC sends
 // REPLCONF ACK every second; one that sends no ACK and no other byte for the
 // timeout is closed, as Redis does with repl-timeout. Clients that never ACK
@@ -192,6 +200,8 @@ class ReplicaSession {
   // Dispatches the commands the parser holds while the replies waiting are
   // under kMaxPendingReplies; false once the session is closing.
   bool dispatch_buffered();
+  // A new turn of the loop: a full dispatch budget.
+  void begin_turn();
   bool output_full() const;
   void dispatch(std::vector<std::string>& args);
   void cmd_auth(const std::vector<std::string>& args);
@@ -233,7 +243,10 @@ class ReplicaSession {
   std::string out_;       // replies and headers not yet written
   size_t out_pos_ = 0;
   bool want_write_ = false;
-  bool input_held_ = false;  // dispatching stopped: too many replies waiting
+  bool input_held_ = false;  // dispatching stopped: too many replies waiting, or the turn spent
+  bool turn_spent_ = false;  // this turn's dispatch budget is used up (see Fairness above)
+  size_t turn_commands_left_ = 0;
+  size_t turn_reply_left_ = 0;
 
   State state_ = State::kHandshake;
   SyncKind sync_kind_ = SyncKind::kNone;
