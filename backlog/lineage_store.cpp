@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 
 #include <stdexcept>
 
@@ -16,6 +17,8 @@ void LineageStore::reset(uint64_t next_offset) {
   committed_end_ = log_.last_offset();
   upstream_ = {};
   replid_.clear();
+  replid2_.clear();
+  second_offset_ = -1;
   snapshot_.reset();
   lineage_start_ = 0;
   record_.reset();
@@ -83,6 +86,13 @@ LineageStore::Reopen LineageStore::open(std::string& what) {
   committed_end_ = end;
   snapshot_ = std::move(snap);
   replid_ = m->replid;
+  if (m->second_offset >= 1) {
+    replid2_ = m->replid2;
+    second_offset_ = m->second_offset;
+  } else {
+    replid2_.clear();
+    second_offset_ = -1;
+  }
   lineage_start_ = m->lineage_start;
   upstream_ = {rec->upstream_replid, rec->upstream_offset};
   record_.reset();
@@ -110,6 +120,10 @@ Manifest LineageStore::manifest() const {
   Manifest m;
   const uint64_t end = committed_end_;
   m.replid = replid_;
+  if (!replid2_.empty()) {
+    m.replid2 = replid2_;
+    m.second_offset = second_offset_;
+  }
   m.lineage_start = snapshot_ ? lineage_start_ : 0;
   if (snapshot_) {
     const std::string& path = snapshot_->path();
@@ -232,6 +246,8 @@ void LineageStore::begin_lineage(std::shared_ptr<Snapshot> snapshot, std::string
   std::shared_ptr<Snapshot> old = std::move(snapshot_);
   snapshot_ = std::move(snapshot);
   replid_ = snapshot_->replid();
+  replid2_.clear();
+  second_offset_ = -1;
   lineage_start_ = snapshot_->offset();
   problems.clear();
   // The manifest names the new snapshot before the old file goes.
@@ -279,7 +295,30 @@ uint64_t LineageStore::trim(uint64_t backlog_bytes, uint64_t hold_from, std::str
 }
 
 bool LineageStore::can_continue(std::string_view replid, uint64_t offset) const {
-  return snapshot_ && replid == replid_ && offset >= psync_floor() && offset <= committed_end_ + 1;
+  if (!snapshot_ || offset < psync_floor() || offset > committed_end_ + 1) return false;
+  if (replid == replid_) return true;
+  return !replid2_.empty() && replid == replid2_ && static_cast<int64_t>(offset) <= second_offset_;
+}
+
+void LineageStore::switch_replid(std::string new_replid) {
+  if (!snapshot_ || has_uncommitted() || new_replid == replid_ || new_replid.size() != 40) {
+    throw std::logic_error("LineageStore::switch_replid: no lineage, bytes uncommitted, or not a new replid");
+  }
+  const std::string old_replid2 = replid2_;
+  const int64_t old_second = second_offset_;
+  replid2_ = replid_;
+  second_offset_ = static_cast<int64_t>(committed_end_ + 1);
+  std::string old_replid = std::exchange(replid_, std::move(new_replid));
+  // The manifest names the new replid before anything is committed under it:
+  // a restart must never reopen those bytes under the old one.
+  try {
+    if (record_) write_manifest_now();
+  } catch (...) {
+    replid_ = std::move(old_replid);
+    replid2_ = old_replid2;
+    second_offset_ = old_second;
+    throw;
+  }
 }
 
 }  // namespace psync::backlog

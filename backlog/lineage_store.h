@@ -127,6 +127,17 @@ class LineageStore {
   // previous snapshot is discarded (its readers go on with their fd).
   void install_snapshot(std::shared_ptr<Snapshot> snapshot);
   const std::string& replid() const { return replid_; }  // "" before the first snapshot
+  // The lineage goes on under a new replication ID, as a promoted Redis
+  // replica's does: the old one becomes replid2, valid for PSYNCs up to
+  // second_offset() = the committed end + 1 (a replica that holds bytes past
+  // it got them from someone else, and cannot be sure they match). Used when
+  // a standby takes over its active's lineage (proxy/standby.h): past that
+  // point the stream is no longer the old replid's, and two sources must
+  // never serve one replid with different bytes. Nothing may be uncommitted.
+  void switch_replid(std::string new_replid);
+  // "" (and -1) when there is none; a new lineage clears it.
+  const std::string& replid2() const { return replid2_; }
+  int64_t second_offset() const { return second_offset_; }
   // The snapshot full resyncs are served from (the newest).
   const std::shared_ptr<Snapshot>& snapshot() const { return snapshot_; }
   // Offset of the snapshot the lineage started from.
@@ -145,7 +156,8 @@ class LineageStore {
   // progress will read: its snapshot may be an older one). Returns the bytes
   // deleted; problems says what could not be.
   uint64_t trim(uint64_t backlog_bytes, uint64_t hold_from, std::string& problems);
-  // PSYNC <replid> <offset> can be answered +CONTINUE.
+  // PSYNC <replid> <offset> can be answered +CONTINUE: the current replid, or
+  // replid2 with an offset up to second_offset().
   bool can_continue(std::string_view replid, uint64_t offset) const;
 
   // ----- Reading -----
@@ -177,6 +189,8 @@ class LineageStore {
   uint64_t committed_end_ = 0;
   UpstreamPosition upstream_;
   std::string replid_;
+  std::string replid2_;
+  int64_t second_offset_ = -1;
   std::shared_ptr<Snapshot> snapshot_;
   uint64_t lineage_start_ = 0;
   std::function<void()> on_commit_;

@@ -182,6 +182,17 @@ const std::vector<OptionSpec>& option_specs() {
        }},
       {"masteruser", "User name for AUTH to the upstream (Redis 6+ ACL)", "",
        [](Config& c, const std::string& v) { return c.masteruser = v, std::string(); }},
+      {"standby-of",
+       "Be the standby of the psync-proxy at HOST:PORT (same --upstream): follow its stream with PSYNC, "
+       "and take its lineage over once it is unreachable for --standby-timeout",
+       "",
+       [](Config& c, const std::string& v) -> std::string {
+         if (!parse_host_port(v, c.standby_of)) return "expected HOST:PORT, got '" + v + "'";
+         c.has_standby_of = true;
+         return "";
+       }},
+      {"standby-timeout", "Seconds the active may be unreachable before a standby takes over", "10",
+       [](Config& c, const std::string& v) { return seconds_value(v, c.standby_timeout_s); }},
       {"upstream-timeout", "Seconds without a byte from the upstream before the link counts as lost",
        "60", [](Config& c, const std::string& v) { return seconds_value(v, c.upstream_timeout_s); }},
       {"upstream-connect-timeout",

@@ -54,6 +54,12 @@ struct Config {
   double ping_period_s = 10;       // the proxy's own PING in the stream
   uint64_t segment_bytes = 64ull << 20;
   bool dir_recover = false;  // --dir-recover: a data dir that cannot be trusted is discarded, not an error
+  // A standby (proxy/standby.h): follows the active psync-proxy at standby_of
+  // with PSYNC, and takes its lineage over once it is unreachable for
+  // standby_timeout_s.
+  HostPort standby_of;
+  bool has_standby_of = false;
+  double standby_timeout_s = 10;
 };
 
 // What parse_args decided: run with a config, or exit with a code after

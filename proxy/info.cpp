@@ -29,6 +29,7 @@ std::string render_info(const StatusView& v, std::string_view section) {
     add("# Server");
     add("redis_version:7.0.0");
     add("psync_proxy_version:" + v.proxy.build);
+    add("psync_proxy_role:" + v.proxy.role);
     add("redis_mode:standalone");
     add(std::string("os:") + u.sysname + " " + u.release + " " + u.machine);
     add("arch_bits:64");
@@ -68,9 +69,9 @@ std::string render_info(const StatusView& v, std::string_view section) {
     out += slaves;
     add("master_failover_state:no-failover");
     add("master_replid:" + (v.proxy.replid.empty() ? kNoReplid : v.proxy.replid));
-    add("master_replid2:" + kNoReplid);
+    add("master_replid2:" + (v.proxy.replid2.empty() ? kNoReplid : v.proxy.replid2));
     add("master_repl_offset:" + std::to_string(v.proxy.offset));
-    add("second_repl_offset:-1");
+    add("second_repl_offset:" + std::to_string(v.proxy.second_offset));
     add(std::string("repl_backlog_active:") + (v.snapshot ? "1" : "0"));
     uint64_t floor = v.proxy.psync_floor;
     uint64_t histlen = v.proxy.offset + 1 - std::min(floor, v.proxy.offset + 1);

@@ -534,8 +534,7 @@ bool Link::handle_payload_result(protocol::PayloadReader::Status st) {
         fail("the master answered SYNC with +" + protocol::peer_text(payload_.continue_line()));
         return false;
       }
-      resume_stream(payload_.continue_line());
-      return true;
+      return resume_stream(payload_.continue_line());
     case Status::kError: {
       const std::string err = payload_.error().empty() ? "(an empty error reply)" : payload_.error();
       if (!payload_.error_is_reply()) {
@@ -574,7 +573,7 @@ void Link::start_stream() {
   last_boundary_in_ = 0;
 }
 
-void Link::resume_stream(const std::string& continue_line) {
+bool Link::resume_stream(const std::string& continue_line) {
   // "CONTINUE" (2.8) or "CONTINUE <new replid>" (4.0+, after a failover or
   // restart of the master): the bytes from our offset follow.
   std::string_view rest(continue_line);
@@ -595,7 +594,10 @@ void Link::resume_stream(const std::string& continue_line) {
     at.replid.clear();
   }
   master_base_ = resume_from;
-  consumer_.on_continue(at.replid, resume_from);
+  if (!consumer_.on_continue(at.replid, resume_from)) {
+    fail("the continued stream was refused");
+    return false;
+  }
   start_stream();
   mode_ = Mode::kPsync;
   state_ = State::kStreaming;
@@ -603,6 +605,7 @@ void Link::resume_stream(const std::string& continue_line) {
   ++partial_resyncs_;
   LOG_INFO(component_, "link to %s resumed with +CONTINUE at master offset %llu",
            options_.address.str().c_str(), static_cast<unsigned long long>(resume_from + 1));
+  return true;
 }
 
 void Link::on_keepalive() { LOG_DEBUG(component_, "keepalive while the master prepares its RDB"); }
@@ -715,7 +718,10 @@ void Link::on_stream(std::string_view bytes, bool at_boundary, uint64_t upstream
 
 void Link::on_upstream_ping(uint64_t upstream_end) {
   if (stream_failed_) return;
-  consumer_.on_ping(master_base_ + upstream_end);
+  if (!consumer_.on_ping(master_base_ + upstream_end)) {
+    stream_failed_ = true;
+    return;
+  }
   last_boundary_in_ = upstream_end;
 }
 

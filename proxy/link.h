@@ -63,15 +63,17 @@ class LinkConsumer {
   virtual void on_rdb(std::unique_ptr<backlog::SnapshotWriter> rdb,
                       std::optional<backlog::UpstreamPosition> full_resync) = 0;
   // The master answered +CONTINUE: the stream goes on from resume_point();
-  // replid is the master's replication ID now.
-  virtual void on_continue(const std::string& replid, uint64_t offset) = 0;
+  // replid is the master's replication ID now. Returns false to end the link
+  // (after logging why).
+  virtual bool on_continue(const std::string& replid, uint64_t offset) = 0;
   // Normalized stream bytes (see protocol::StreamSink). master_offset: the
   // master offset these bytes end at, meaningful when at_boundary. Returns
   // false to end the link (after logging why, e.g. a failed write).
   virtual bool on_stream(std::string_view bytes, bool at_boundary, uint64_t master_offset) = 0;
   // An upstream PING (or keepalive) that ends at master_offset: not stream
-  // content, but part of the master's offsets.
-  virtual void on_ping(uint64_t master_offset) = 0;
+  // content, but part of the master's offsets. Returns false to end the link
+  // (after logging why).
+  virtual bool on_ping(uint64_t master_offset) = 0;
   // The master offset to ACK (PSYNC links only).
   virtual uint64_t ack_offset() = 0;
   // The link was lost (why, already logged); was_streaming: after the
@@ -183,7 +185,8 @@ class Link : private protocol::PayloadSink, private protocol::StreamSink {
   void send_sync_request();
   // After the payload reader stopped: true to go on reading the same bytes.
   bool handle_payload_result(protocol::PayloadReader::Status st);
-  void resume_stream(const std::string& continue_line);
+  // false when the consumer refused it (the link failed).
+  bool resume_stream(const std::string& continue_line);
   // A fresh normalizer for the stream that starts now (after a transfer or a +CONTINUE).
   void start_stream();
   void send_ack();  // REPLCONF ACK <consumer's offset>

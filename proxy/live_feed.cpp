@@ -10,7 +10,10 @@ namespace psync::proxy {
 
 namespace {
 
-LinkOptions live_link_options(Proxy& proxy) {
+// The bytes of a psync-proxy's own PING in its stream (Proxy::append_own_ping).
+constexpr std::string_view kOwnPing = "*1\r\n$4\r\nPING\r\n";
+
+LinkOptions live_link_options(Proxy& proxy, LiveFeed::Source source) {
   const Config& c = proxy.config();
   LinkOptions o;
   o.name = "upstream";
@@ -19,6 +22,15 @@ LinkOptions live_link_options(Proxy& proxy) {
   o.masteruser = c.masteruser;
   o.listening_port = c.port;
   o.mode = c.upstream_mode;
+  if (source == LiveFeed::Source::kActive) {
+    // The pair shares its replicas' password: the standby is one of them.
+    o.name = "active";
+    o.address = c.standby_of;
+    o.masterauth = c.requirepass;
+    o.masteruser = c.requirepass.empty() ? std::string() : c.requireuser;
+    o.mode = UpstreamMode::kPsync;
+    o.rdb_tag = "active";
+  }
   o.connect_timeout_s = c.upstream_connect_timeout_s;
   o.read_timeout_s = c.upstream_timeout_s;
   o.dir = c.dir;
@@ -39,7 +51,8 @@ struct LiveFeed::Commit {
   std::string error;
 };
 
-LiveFeed::LiveFeed(Proxy& proxy) : proxy_(proxy), link_(proxy.loop(), live_link_options(proxy), *this) {}
+LiveFeed::LiveFeed(Proxy& proxy, Source source)
+    : proxy_(proxy), source_(source), link_(proxy.loop(), live_link_options(proxy, source), *this) {}
 
 LiveFeed::~LiveFeed() = default;
 
@@ -52,17 +65,45 @@ const std::string& LiveFeed::master_replid() const { return proxy_.store().upstr
 
 uint64_t LiveFeed::master_offset() const { return proxy_.store().upstream().offset; }
 
-std::optional<backlog::UpstreamPosition> LiveFeed::resume_point() { return proxy_.store().upstream(); }
+std::optional<backlog::UpstreamPosition> LiveFeed::resume_point() {
+  // A mirror resumes where its own log ends: the offsets are the active's.
+  if (mirrors()) {
+    const backlog::LineageStore& store = proxy_.store();
+    if (store.replid().empty() || store.upstream().replid != store.replid()) return std::nullopt;
+    return backlog::UpstreamPosition{store.replid(), store.committed_end()};
+  }
+  return proxy_.store().upstream();
+}
+
+bool LiveFeed::mirror_mismatch(const std::string& what) {
+  LOG_ERROR("active", "the active's stream cannot be mirrored: %s; a full resync from it follows", what.c_str());
+  proxy_.store().forget_upstream();
+  return false;
+}
 
 void LiveFeed::on_rdb(std::unique_ptr<backlog::SnapshotWriter> rdb,
                       std::optional<backlog::UpstreamPosition> full_resync) {
+  if (mirrors() && !full_resync) {
+    rdb->abort();
+    link_.fail("the active answered SYNC-style (no +FULLRESYNC): it is not a psync-proxy");
+    return;
+  }
   proxy_.hold_own_pings(true);
   auto* c = new Commit;
   c->req.data = c;
   c->self = this;
   c->writer = std::move(rdb);
-  c->replid = random_replid();
-  c->offset = proxy_.store().committed_end();  // nothing is uncommitted between streams
+  if (mirrors()) {
+    // The active's lineage, at the active's offset.
+    c->replid = full_resync->replid;
+    c->offset = full_resync->offset;
+    // A snapshot file of this replid may be in place (a full resync of the
+    // same lineage again): the new one is renamed over its path.
+    if (const auto& old = proxy_.store().snapshot()) old->discard();
+  } else {
+    c->replid = random_replid();
+    c->offset = proxy_.store().committed_end();  // nothing is uncommitted between streams
+  }
   c->full_resync = std::move(full_resync);
   committing_ = c;
   uv_queue_work(proxy_.loop(), &c->req, on_commit_work, on_commit_done);
@@ -81,8 +122,8 @@ void LiveFeed::on_commit_done(uv_work_t* req, int /*status*/) {
   std::unique_ptr<Commit> c(static_cast<Commit*>(req->data));
   LiveFeed* self = c->self;
   self->committing_ = nullptr;
+  if (self->stopped_) return;  // (a retired feed: the pings are the current feed's to hold)
   self->proxy_.hold_own_pings(false);
-  if (self->stopped_) return;
   if (!c->error.empty()) {
     self->proxy_.storage_failed("cannot store the snapshot: " + c->error);
     self->link_.fail("cannot store the snapshot: " + c->error);
@@ -91,15 +132,31 @@ void LiveFeed::on_commit_done(uv_work_t* req, int /*status*/) {
   self->proxy_.storage_ok();
   // A PSYNC'd transfer can be resumed later; a SYNC one cannot.
   const uint64_t master_base = c->full_resync ? c->full_resync->offset : 0;
+  if (self->mirrors()) {
+    // The log starts over at the active's offset.
+    try {
+      self->proxy_.restart_log_at(master_base + 1);
+    } catch (const std::exception& e) {
+      self->proxy_.storage_failed(std::string("cannot start the log over: ") + e.what());
+      self->link_.fail(std::string("cannot start the log over: ") + e.what());
+      return;
+    }
+  }
   self->proxy_.begin_lineage(std::move(c->snapshot));
   self->proxy_.store().set_upstream(c->full_resync ? c->full_resync->replid : std::string(), master_base);
   self->link_.start_streaming(master_base);
 }
 
-void LiveFeed::on_continue(const std::string& replid, uint64_t offset) {
+bool LiveFeed::on_continue(const std::string& replid, uint64_t offset) {
+  if (mirrors() && replid != proxy_.store().replid()) {
+    // The active went on under a new replid (it took over from another):
+    // following it would need this store to switch too. Not done: full resync.
+    return mirror_mismatch("the active continued under another replid (" + replid + ")");
+  }
   proxy_.store().set_upstream(replid, offset);
   LOG_INFO("upstream", "the lineage goes on from master offset %llu: replicas keep their place",
            static_cast<unsigned long long>(offset + 1));
+  return true;
 }
 
 bool LiveFeed::on_stream(std::string_view bytes, bool at_boundary, uint64_t master_offset) {
@@ -107,6 +164,10 @@ bool LiveFeed::on_stream(std::string_view bytes, bool at_boundary, uint64_t mast
   // last commit, and a resumed link starts there: nothing is skipped.
   backlog::LineageStore& store = proxy_.store();
   const uint64_t first = store.log().next_offset();
+  if (mirrors() && at_boundary && first + bytes.size() - 1 != master_offset) {
+    return mirror_mismatch("bytes up to offset " + std::to_string(master_offset) + " would end the log at " +
+                           std::to_string(first + bytes.size() - 1));
+  }
   try {
     store.append(bytes);
     if (at_boundary) store.commit(master_offset);
@@ -124,10 +185,29 @@ bool LiveFeed::on_stream(std::string_view bytes, bool at_boundary, uint64_t mast
   return true;
 }
 
-void LiveFeed::on_ping(uint64_t master_offset) {
+bool LiveFeed::on_ping(uint64_t master_offset) {
+  backlog::LineageStore& store = proxy_.store();
+  if (mirrors()) {
+    // The active's own PING is part of its log: it goes into the mirror as
+    // it was sent (the only PING a psync-proxy writes).
+    if (store.has_uncommitted() || store.committed_end() + kOwnPing.size() != master_offset) {
+      return mirror_mismatch("a PING of " + std::to_string(master_offset - store.committed_end()) +
+                             " bytes (a psync-proxy's is " + std::to_string(kOwnPing.size()) + ")");
+    }
+    try {
+      store.append(kOwnPing);
+      store.commit(master_offset);
+      proxy_.storage_ok();
+    } catch (const std::exception& e) {
+      proxy_.storage_failed(std::string("cannot append to the replication log: ") + e.what());
+      return false;
+    }
+    return true;
+  }
   // A dropped PING adds nothing to the log but is part of the master's
   // stream: the resume point moves past it (and the ACK counts it).
-  proxy_.store().commit(master_offset);
+  store.commit(master_offset);
+  return true;
 }
 
 uint64_t LiveFeed::ack_offset() { return proxy_.store().upstream().offset; }

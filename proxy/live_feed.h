@@ -10,6 +10,14 @@
 //   offset alone;
 // - a lost link rolls the store back to its last commit; a resumed one
 //   (+CONTINUE) goes on from it.
+//
+// A standby's feed (Source::kActive) follows another psync-proxy instead and
+// mirrors it: the store's lineage is the active's, with its replid and its
+// offsets (the active's +FULLRESYNC offset is the snapshot's; every byte of
+// its stream, its own PINGs included, is appended as it came, so the log is
+// the active's byte for byte and replicas may PSYNC either proxy). The
+// invariant, checked at every commit: the store's committed end is the
+// active's offset.
 #pragma once
 
 #include <uv.h>
@@ -24,13 +32,16 @@ class Proxy;
 
 class LiveFeed : public LinkConsumer {
  public:
-  explicit LiveFeed(Proxy& proxy);
+  enum class Source { kMaster, kActive };
+  LiveFeed(Proxy& proxy, Source source);
   ~LiveFeed() override;
   LiveFeed(const LiveFeed&) = delete;
   LiveFeed& operator=(const LiveFeed&) = delete;
 
   void start() { link_.start(); }
   void stop();
+  Source source() const { return source_; }
+  bool mirrors() const { return source_ == Source::kActive; }
   const Link& link() const { return link_; }
   Link& link() { return link_; }
   // The master's replication ID and the master offset of the last committed
@@ -47,15 +58,19 @@ class LiveFeed : public LinkConsumer {
   std::optional<backlog::UpstreamPosition> resume_point() override;
   void on_rdb(std::unique_ptr<backlog::SnapshotWriter> rdb,
               std::optional<backlog::UpstreamPosition> full_resync) override;
-  void on_continue(const std::string& replid, uint64_t offset) override;
+  bool on_continue(const std::string& replid, uint64_t offset) override;
   bool on_stream(std::string_view bytes, bool at_boundary, uint64_t master_offset) override;
-  void on_ping(uint64_t master_offset) override;
+  bool on_ping(uint64_t master_offset) override;
   uint64_t ack_offset() override;
   void on_lost(const std::string& why, bool was_streaming) override;
   void on_storage_error(const std::string& what) override;
   void on_bad_stream() override;
 
+  // A standby's stream is not the active's: the link ends, logged.
+  bool mirror_mismatch(const std::string& what);
+
   Proxy& proxy_;
+  Source source_;
   Link link_;
   bool stopped_ = false;
   Commit* committing_ = nullptr;  // the snapshot commit running off the loop

@@ -28,6 +28,7 @@
 #include "proxy/status_http.h"
 #include "proxy/live_feed.h"
 #include "proxy/refresher.h"
+#include "proxy/standby.h"
 #include "proxy/status_view.h"
 
 namespace psync::proxy {
@@ -112,7 +113,9 @@ Proxy::Proxy(uv_loop_t* loop, Config config)
       start_ms_(now_ms()),
       started_unix_(time(nullptr)),
       store_(config_.dir, config_.segment_bytes),
-      feed_(std::make_unique<LiveFeed>(*this)),
+      standby_(config_.has_standby_of ? std::make_unique<Standby>(*this) : nullptr),
+      feed_(std::make_unique<LiveFeed>(*this, config_.has_standby_of ? LiveFeed::Source::kActive
+                                                                     : LiveFeed::Source::kMaster)),
       refresher_(std::make_unique<Refresher>(*this)),
       live_restart_(std::make_unique<LiveRestart>(*this)),
       status_(std::make_unique<StatusServer>(*this)) {}
@@ -506,6 +509,45 @@ void Proxy::upstream_lost() {
   }
 }
 
+bool Proxy::is_standby() const { return standby_ && !standby_->active(); }
+
+void Proxy::restart_log_at(uint64_t next) {
+  refresher_->abort("the log starts over");
+  store_.reset(next);
+}
+
+void Proxy::become_active(const std::string& why) {
+  LOG_WARN(kComponent, "taking over from the active: %s", why.c_str());
+  upstream_lost();  // what the active's link left uncommitted goes
+  store_.forget_upstream();
+  if (store_.snapshot()) {
+    const std::string old = store_.replid();
+    const uint64_t end = store_.committed_end();
+    try {
+      store_.switch_replid(random_replid());
+      LOG_WARN(kComponent,
+               "lineage %s goes on as %s: replicas at or before offset %llu continue (replid2), later ones "
+               "full-resync",
+               old.c_str(), store_.replid().c_str(), static_cast<unsigned long long>(end + 1));
+    } catch (const std::exception& e) {
+      // Nothing may be appended under the active's replid: no PINGs until
+      // the new lineage.
+      storage_failed(std::string("cannot record the new replid: ") + e.what());
+      own_pings_held_ = true;
+    }
+  }
+  // The feed of the active goes; the master is followed from here on. With
+  // no aligned master link of its own the next master command is unknown:
+  // a new SYNC, a new lineage (proxy/standby.h).
+  feed_->stop();
+  retired_feeds_.push_back(std::move(feed_));
+  feed_ = std::make_unique<LiveFeed>(*this, LiveFeed::Source::kMaster);
+  LOG_WARN(kComponent, "active now: syncing with the master at %s for a new lineage (replicas full-resync once)",
+           config_.upstream.str().c_str());
+  feed_->start();
+  notify("STATUS=active (took over from " + config_.standby_of.str() + ")");
+}
+
 void Proxy::begin_lineage(std::shared_ptr<backlog::Snapshot> snapshot) {
   const bool had_lineage = store_.snapshot() != nullptr;
   refresher_->abort("a new lineage starts");
@@ -585,8 +627,9 @@ void Proxy::notify_sessions() {
 
 void Proxy::append_own_ping() {
   // Only between whole commands, only in a lineage, never while a new
-  // lineage's offset is being fixed.
-  if (!store_.snapshot() || own_pings_held_ || store_.has_uncommitted()) return;
+  // lineage's offset is being fixed, never into a standby's mirror of the
+  // active (proxy/standby.h).
+  if (!store_.snapshot() || own_pings_held_ || store_.has_uncommitted() || is_standby()) return;
   try {
     store_.append(kOwnPing);
     store_.commit_own();
@@ -616,7 +659,8 @@ void Proxy::on_keepalive_timer(uv_timer_t* t) {
     }
     s->on_second(now);
   }
-  self->refresher_->on_second();
+  if (self->standby_) self->standby_->on_second();
+  if (!self->is_standby()) self->refresher_->on_second();
   self->live_restart_->on_second();
   self->trim_log();
   self->store_.flush();
@@ -626,6 +670,9 @@ void Proxy::on_keepalive_timer(uv_timer_t* t) {
 // ---------------------------------------------------------------- live restart
 
 std::string Proxy::handover_blocker() const {
+  if (is_standby()) {
+    return "a standby does not restart in place yet: restart it, it resumes from the active with PSYNC";
+  }
   switch (feed_->link().state()) {
     case Link::State::kWaitingPayload:
     case Link::State::kTransfer:
@@ -699,7 +746,11 @@ void Proxy::resume_after_failed_handover(const std::string& tail) {
 
 // ---------------------------------------------------------------- INFO / ROLE
 
-std::string Proxy::start_refresh(const std::string& trigger) { return refresher_->start(trigger); }
+std::string Proxy::start_refresh(const std::string& trigger) {
+  // A standby's snapshot is the active's, at the active's offset.
+  if (is_standby()) return "a standby does not refresh its snapshot (it mirrors the active's lineage)";
+  return refresher_->start(trigger);
+}
 
 std::string Proxy::info(std::string_view section) const { return render_info(status_view(), section); }
 

@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "backlog/lineage_store.h"
 #include "backlog/snapshot_store.h"
@@ -30,6 +31,7 @@ namespace psync::proxy {
 class LiveFeed;
 class LiveRestart;
 class Refresher;
+class Standby;
 struct Handover;
 class Listener;
 class ReplicaSession;
@@ -127,6 +129,19 @@ class Proxy : public SessionHost {
   // X+1-backlog-size, unless a full resync in progress still reads them.
   void trim_log();
 
+  // ----- Role (proxy/standby.h) -----
+  // "active", or "standby" while following the active given by --standby-of.
+  bool is_standby() const;
+  const char* role_name() const { return is_standby() ? "standby" : "active"; }
+  // The standby part, or null without --standby-of.
+  const Standby* standby() const { return standby_.get(); }
+  // A standby's feed got a full resync from the active: the log starts over
+  // at its offset (next: the first byte after the snapshot). Throws.
+  void restart_log_at(uint64_t next);
+  // The standby takes over: the lineage goes on under a new replid (the
+  // active's kept as replid2), and the proxy follows the master itself.
+  void become_active(const std::string& why);
+
   // ----- Live restart (proxy/live_restart.h) -----
   LiveRestart& live_restart() { return *live_restart_; }
   const LiveRestart& live_restart() const { return *live_restart_; }
@@ -209,7 +224,11 @@ class Proxy : public SessionHost {
   backlog::LineageStore store_;
   bool own_pings_held_ = false;
 
+  std::unique_ptr<Standby> standby_;  // with --standby-of
   std::unique_ptr<LiveFeed> feed_;  // the upstream link and what it feeds into the store
+  // A standby's feed of the active after the takeover: stopped, kept (a
+  // snapshot commit of it may still be running in the thread pool).
+  std::vector<std::unique_ptr<LiveFeed>> retired_feeds_;
   std::unique_ptr<Refresher> refresher_;
   std::unique_ptr<LiveRestart> live_restart_;
   uint64_t commands_at_snapshot_ = 0;

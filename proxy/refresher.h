@@ -110,9 +110,9 @@ class Refresher : public LinkConsumer {
   std::optional<backlog::UpstreamPosition> resume_point() override { return std::nullopt; }
   void on_rdb(std::unique_ptr<backlog::SnapshotWriter> rdb,
               std::optional<backlog::UpstreamPosition> full_resync) override;
-  void on_continue(const std::string&, uint64_t) override {}
+  bool on_continue(const std::string&, uint64_t) override { return true; }
   bool on_stream(std::string_view bytes, bool at_boundary, uint64_t master_offset) override;
-  void on_ping(uint64_t) override {}
+  bool on_ping(uint64_t) override { return true; }
   uint64_t ack_offset() override { return 0; }
   void on_lost(const std::string& why, bool was_streaming) override;
   void on_storage_error(const std::string& what) override;

@@ -38,7 +38,9 @@ struct Connection {
   uv_tcp_t tcp;
   uv_timer_t timer;
   Proxy* proxy;
-  int* open_connections;  // the server's count, decremented on delete
+  // The server's count, decremented when the close starts: the peer may see
+  // the close (and connect again) before the close callback runs.
+  int* open_connections;
   std::string received;
   bool answered = false;
   int open_handles = 2;
@@ -92,6 +94,7 @@ struct Connection {
 
   void close() {
     if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&tcp))) return;
+    --*open_connections;
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp), on_closed);
     uv_close(reinterpret_cast<uv_handle_t*>(&timer), on_closed);
   }
@@ -99,7 +102,6 @@ struct Connection {
   static void on_closed(uv_handle_t* h) {
     auto* c = static_cast<Connection*>(h->data);
     if (--c->open_handles > 0) return;
-    --*c->open_connections;
     delete c;
   }
 };
@@ -215,7 +217,12 @@ std::string StatusServer::respond(Proxy* proxy, const std::string& method, const
     return http_response(200, "OK", "text/html; charset=utf-8", status_page_html(), head);
   }
   if (path == "/healthz") {
-    // Ready once there is a snapshot to serve replicas from.
+    // Ready once there is a snapshot to serve replicas from, and only the
+    // active: a Service or a load balancer sends replicas to it alone.
+    if (proxy && proxy->is_standby()) {
+      return http_response(503, "Service Unavailable", "text/plain",
+                           "standby: following the active at " + proxy->config().standby_of.str() + "\n", head);
+    }
     if (proxy && !proxy->snapshot()) {
       return http_response(503, "Service Unavailable", "text/plain",
                            "not ready: no snapshot of the upstream yet\n", head);

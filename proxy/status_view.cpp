@@ -11,6 +11,7 @@
 #include "proxy/live_feed.h"
 #include "proxy/live_restart.h"
 #include "proxy/refresher.h"
+#include "proxy/standby.h"
 #include "protocol/text.h"
 
 namespace psync::proxy {
@@ -45,6 +46,22 @@ StatusView Proxy::status_view() const {
   v.proxy.live_restart_last_error = live_restart_->last_error();
   v.proxy.live_restart_last_attempt_unix = live_restart_->last_attempt_unix();
   v.proxy.live_restart_fallbacks = live_restart_fallbacks_;
+  v.proxy.role = role_name();
+  v.proxy.replid2 = store_.replid2();
+  v.proxy.second_offset = store_.second_offset();
+  if (standby_) {
+    StatusView::StandbyPart sb;
+    sb.active = config_.standby_of.str();
+    sb.state = Standby::state_name(standby_->state());
+    if (!standby_->active()) sb.link_state = Link::state_name(feed_->link().state());
+    sb.unreachable_seconds = standby_->unreachable_s();
+    sb.timeout_seconds = config_.standby_timeout_s;
+    sb.took_over_unix = standby_->took_over_unix();
+    sb.takeover_offset = standby_->takeover_offset();
+    sb.replid_taken_over = standby_->replid_taken_over();
+    sb.takeover_reason = standby_->takeover_reason();
+    v.standby = std::move(sb);
+  }
   v.proxy.run_id = process_run_id();
   v.proxy.port = config_.port;
   v.proxy.psync_floor = psync_floor();
@@ -155,7 +172,24 @@ std::string render_status_json(const StatusView& v) {
                   {"last_attempt_unix", v.proxy.live_restart_last_attempt_unix
                                             ? json(v.proxy.live_restart_last_attempt_unix)
                                             : json(nullptr)},
-                  {"fallbacks", v.proxy.live_restart_fallbacks}}}};
+                  {"fallbacks", v.proxy.live_restart_fallbacks}}},
+                {"role", v.proxy.role},
+                {"replid2", v.proxy.replid2.empty() ? json(nullptr) : json(v.proxy.replid2)},
+                {"second_offset", v.proxy.second_offset < 0 ? json(nullptr) : json(v.proxy.second_offset)}};
+  if (v.standby) {
+    const auto& sb = *v.standby;
+    j["standby"] = {{"active", sb.active},
+                    {"state", sb.state},
+                    {"link_state", sb.link_state.empty() ? json(nullptr) : json(sb.link_state)},
+                    {"unreachable_seconds", sb.unreachable_seconds},
+                    {"timeout_seconds", sb.timeout_seconds},
+                    {"took_over_unix", sb.took_over_unix ? json(sb.took_over_unix) : json(nullptr)},
+                    {"takeover_offset", sb.took_over_unix ? json(sb.takeover_offset) : json(nullptr)},
+                    {"replid_taken_over", sb.replid_taken_over.empty() ? json(nullptr) : json(sb.replid_taken_over)},
+                    {"takeover_reason", sb.takeover_reason}};
+  } else {
+    j["standby"] = nullptr;
+  }
   const auto& up = v.upstream;
   j["upstream"] = {{"address", up.address},
                    {"state", up.state},

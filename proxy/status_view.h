@@ -32,6 +32,9 @@ struct StatusView {
     std::string live_restart_last_error;  // "" when the last attempt succeeded
     int64_t live_restart_last_attempt_unix = 0;
     uint64_t live_restart_fallbacks = 0;  // a new binary failed and the previous one took over again
+    std::string role = "active";          // "active", or "standby" (proxy/standby.h)
+    std::string replid2;                  // "" when none (a standby's takeover sets it)
+    int64_t second_offset = -1;
     // For INFO (not in /status):
     std::string run_id;             // the process's run_id (INFO server)
     uint16_t port = 0;              // the replica port
@@ -115,7 +118,21 @@ struct StatusView {
     uint64_t matched = 0;
   };
 
+  // With --standby-of (proxy/standby.h).
+  struct StandbyPart {
+    std::string active;  // --standby-of
+    std::string state;   // Standby::state_name()
+    std::string link_state;  // the link to the active ("" after the takeover)
+    double unreachable_seconds = 0;
+    double timeout_seconds = 0;
+    int64_t took_over_unix = 0;  // 0: not yet (null)
+    uint64_t takeover_offset = 0;
+    std::string replid_taken_over;
+    std::string takeover_reason;
+  };
+
   ProxyPart proxy;
+  std::optional<StandbyPart> standby;
   UpstreamPart upstream;
   RefreshPart refresh;
   LogPart log;

@@ -340,3 +340,51 @@ TEST_CASE("lineage store: the data directory describes it at every step: manifes
   store.forget_upstream();
   check_dir("the upstream forgotten");
 }
+
+TEST_CASE("lineage store: a new replid keeps the old one as replid2 up to the committed end + 1, and a restart reopens both") {
+  TempDir dir;
+  const std::string a = "a" + std::string(39, '0');
+  const std::string b = "b" + std::string(39, '0');
+  std::string problems;
+  {
+    LineageStore store(dir.path, 1 << 20);
+    store.reset(1);
+    SnapshotWriter w(dir.path);
+    w.write("REDIS0006");
+    store.begin_lineage(w.commit(a, 0), problems);
+    store.append("0123456789");
+    store.commit(0);
+    store.append("x");  // uncommitted: no switch
+    CHECK_THROWS_AS(store.switch_replid(b), std::logic_error);
+    store.rollback(problems);
+    CHECK_THROWS_AS(store.switch_replid(a), std::logic_error);  // not a new one
+    store.switch_replid(b);
+    CHECK(store.replid() == b);
+    CHECK(store.replid2() == a);
+    CHECK(store.second_offset() == 11);
+    store.append("after");
+    store.commit(0);
+    // The old replid up to the switch point, the new one to the end.
+    CHECK(store.can_continue(a, 11));
+    CHECK(store.can_continue(a, 5));
+    CHECK_FALSE(store.can_continue(a, 12));
+    CHECK(store.can_continue(b, 16));
+    CHECK(store.can_continue(b, 3));
+    store.close_cleanly();
+  }
+  LineageStore again(dir.path, 1 << 20);
+  std::string what;
+  REQUIRE(again.open(what) == LineageStore::Reopen::kReopened);
+  CHECK(again.replid() == b);
+  CHECK(again.replid2() == a);
+  CHECK(again.second_offset() == 11);
+  CHECK(again.can_continue(a, 11));
+  CHECK_FALSE(again.can_continue(a, 12));
+  // A new lineage has no replid2.
+  SnapshotWriter w(dir.path);
+  w.write("REDIS0006");
+  again.begin_lineage(w.commit("c" + std::string(39, '0'), again.committed_end()), problems);
+  CHECK(again.replid2().empty());
+  CHECK(again.second_offset() == -1);
+  CHECK_FALSE(again.can_continue(a, 11));
+}

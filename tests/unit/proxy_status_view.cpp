@@ -78,9 +78,9 @@ std::set<std::string> keys(const json& j) {
 
 TEST_CASE("status view: the /status fields, with null where a value is unknown") {
   json j = json::parse(render_status_json(busy_view()));
-  CHECK(keys(j) == std::set<std::string>{"proxy", "upstream", "log", "storage", "snapshot", "replicas", "counters", "refresh"});
+  CHECK(keys(j) == std::set<std::string>{"proxy", "upstream", "log", "storage", "snapshot", "replicas", "counters", "refresh", "standby"});
   CHECK(keys(j["proxy"]) == std::set<std::string>{"version", "replid", "offset", "uptime_seconds", "pid", "build",
-                                                  "started_unix", "live_restarts", "live_restart"});
+                                                  "started_unix", "live_restarts", "live_restart", "role", "replid2", "second_offset"});
   CHECK(keys(j["proxy"]["live_restart"]) == std::set<std::string>{"state", "last_error", "last_attempt_unix", "fallbacks"});
   CHECK(j["proxy"]["live_restart"]["last_attempt_unix"].is_null());  // never asked for
   CHECK(keys(j["upstream"]) ==
@@ -233,4 +233,34 @@ TEST_CASE("status view: INFO and ROLE render from the view as a Redis 7 master a
   const std::string role = render_role(v);
   CHECK(role.rfind("*3\r\n$6\r\nmaster\r\n:900\r\n", 0) == 0);
   CHECK(role.find("$9\r\n127.0.0.1\r\n$4\r\n6381\r\n") != std::string::npos);
+}
+
+TEST_CASE("status view: a standby's part, and its role in /status, INFO and /metrics") {
+  StatusView v = busy_view();
+  CHECK(json::parse(render_status_json(v))["standby"].is_null());
+  v.proxy.role = "standby";
+  StatusView::StandbyPart sb;
+  sb.active = "10.0.0.1:6380";
+  sb.state = "following";
+  sb.link_state = "streaming";
+  sb.timeout_seconds = 10;
+  v.standby = sb;
+  json j = json::parse(render_status_json(v));
+  CHECK(keys(j["standby"]) == std::set<std::string>{"active", "state", "link_state", "unreachable_seconds",
+                                                    "timeout_seconds", "took_over_unix", "takeover_offset",
+                                                    "replid_taken_over", "takeover_reason"});
+  CHECK(j["proxy"]["role"] == "standby");
+  CHECK(j["standby"]["took_over_unix"].is_null());
+  CHECK(j["standby"]["takeover_offset"].is_null());
+  CHECK(render_info(v, "server").find("psync_proxy_role:standby\r\n") != std::string::npos);
+  const std::string m = render_metrics_text(v);
+  CHECK(m.find("psync_proxy_role{role=\"standby\"} 1") != std::string::npos);
+  CHECK(m.find("psync_proxy_role{role=\"active\"} 0") != std::string::npos);
+  // After a takeover: replid2 and second_offset in INFO replication.
+  v.proxy.role = "active";
+  v.proxy.replid2 = std::string(40, 'e');
+  v.proxy.second_offset = 1234;
+  const std::string info = render_info(v, "replication");
+  CHECK(info.find("master_replid2:" + std::string(40, 'e') + "\r\n") != std::string::npos);
+  CHECK(info.find("second_repl_offset:1234\r\n") != std::string::npos);
 }

@@ -1,0 +1,70 @@
+// The standby: a psync-proxy that follows another one (the active, given by
+// --standby-of) and takes its lineage over when the active is gone.
+//
+//   following ─▶ (the link to the active down) active_unreachable
+//        ▲                 │  back within --standby-timeout
+//        └─────────────────┘
+//   active_unreachable ─▶ (--standby-timeout passed) took_over: the proxy is
+//        the active now
+//
+// While following, the proxy's live feed mirrors the active (proxy/live_feed.h:
+// the same replid, the same offsets, the same bytes): replicas may be served
+// by either proxy and PSYNC from one to the other. The proxy writes nothing of
+// its own into that log (no PINGs, no refreshed snapshots): it would no longer
+// be the active's.
+//
+// At the takeover the lineage goes on under a new replid, the old one kept as
+// replid2 up to the committed end + 1 (backlog::LineageStore::switch_replid),
+// as a promoted Redis replica does: a replica that PSYNCs the old replid at or
+// before that point gets +CONTINUE; one that got bytes past it from the dying
+// active gets a full resync. Invariant: the proxy never appends a byte under
+// the active's replid that the active did not send.
+//
+// What follows the takeover. Without a master link of its own kept aligned
+// with the active's stream (not built yet: see the README's "Standby" section)
+// the proxy cannot know which master command comes after the last one the
+// active delivered, so it never guesses: it syncs with the master afresh and
+// starts a new lineage (every replica full-resyncs once), serving the old one
+// with PINGs until that snapshot is stored.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace psync::proxy {
+
+class Proxy;
+
+class Standby {
+ public:
+  enum class State { kFollowing, kActiveUnreachable, kTookOver };
+  static const char* state_name(State s);
+
+  explicit Standby(Proxy& proxy);
+
+  // Once a second: notices an unreachable active, and takes over.
+  void on_second();
+
+  State state() const { return state_; }
+  bool active() const { return state_ == State::kTookOver; }
+  // Seconds the active has been unreachable (0 while following).
+  double unreachable_s() const;
+  // The takeover, once done: when, at which offset, the replid taken over.
+  int64_t took_over_unix() const { return took_over_unix_; }
+  uint64_t takeover_offset() const { return takeover_offset_; }
+  const std::string& replid_taken_over() const { return replid_taken_over_; }
+  const std::string& takeover_reason() const { return takeover_reason_; }
+
+ private:
+  void take_over(const std::string& why);
+
+  Proxy& proxy_;
+  State state_ = State::kFollowing;
+  uint64_t unreachable_since_ms_ = 0;
+  int64_t took_over_unix_ = 0;
+  uint64_t takeover_offset_ = 0;
+  std::string replid_taken_over_;
+  std::string takeover_reason_;
+};
+
+}  // namespace psync::proxy

@@ -1,0 +1,160 @@
+// A standby proxy (--standby-of): it mirrors the active's lineage (the same replid, the same
+// offsets, the same log bytes), serves replicas from it, says it is the standby in /status,
+// INFO, /metrics and /healthz; and when the active is killed it takes over under a new
+// replid, keeping the active's as replid2.
+#include <doctest/doctest.h>
+
+#include <dirent.h>
+#include <signal.h>
+
+#include <map>
+
+#include "tests/support/cluster.h"
+#include "tests/support/compat.h"
+#include "tests/support/http.h"
+#include "tests/support/keyspace.h"
+#include "tests/support/test_context.h"
+#include "tests/support/workload.h"
+
+using namespace psync::test;
+using nlohmann::json;
+
+namespace {
+
+// The log bytes a data directory holds, by offset: segment log-<first offset>.seg.
+std::map<uint64_t, std::string> log_segments(const std::string& dir) {
+    std::map<uint64_t, std::string> out;
+    DIR* d = opendir(dir.c_str());
+    REQUIRE(d != nullptr);
+    while (dirent* e = readdir(d)) {
+        std::string name = e->d_name;
+        if (name.rfind("log-", 0) != 0 || name.size() < 8 || name.substr(name.size() - 4) != ".seg") continue;
+        out[std::stoull(name.substr(4, name.size() - 8))] = read_file(dir + "/" + name);
+    }
+    closedir(d);
+    return out;
+}
+
+// Bytes [from, to] of the log in `dir` ("" if it does not hold them all).
+std::string log_range(const std::string& dir, uint64_t from, uint64_t to) {
+    std::string all;
+    uint64_t start = 0;
+    bool first = true;
+    for (auto& [off, bytes] : log_segments(dir)) {
+        if (first) start = off;
+        else if (start + all.size() != off) return "";  // a gap
+        first = false;
+        all += bytes;
+    }
+    if (first || from < start || to + 1 > start + all.size()) return "";
+    return all.substr(from - start, to + 1 - from);
+}
+
+ProxyOptions standby_options(const ProxyProcess& active, double timeout_s) {
+    ProxyOptions o;
+    o.extra_args = {"--standby-of", "127.0.0.1:" + std::to_string(active.port()), "--standby-timeout",
+                    std::to_string(static_cast<int>(timeout_s))};
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("standby: mirrors the active byte for byte (same replid, same offsets), serves a replica of its own, and says it is the standby") {
+    ProxiedCluster c;
+    c.start(1, 100);
+    ProxyProcess standby(c.sandbox, "standby", c.master.port(), standby_options(*c.proxy, 10));
+    standby.start();
+    {
+        BackgroundWriter writer(c.master.port(), ProxiedCluster::kDbs);
+        writer.wait_more_rounds(100);
+        // A replica of the standby, while writes go on.
+        RedisServerOptions ro = replica_options(standby.port());
+        c.replicas.push_back(std::make_unique<RedisServer>(c.sandbox, "replica-of-standby", ro));
+        c.replicas.back()->start();
+        writer.wait_more_rounds(100);
+        writer.stop();
+        CHECK_MESSAGE(writer.error().empty(), writer.error());
+    }
+    c.wait_replicas_equal();
+    const json a = c.proxy->status();
+    const std::string replid = json_str(a, "/proxy/replid");
+    const json b = standby.wait_status("the standby at the active's offset", 30, [&](const json& s, std::string& st) {
+        st = "offset " + std::to_string(json_int(s, "/proxy/offset")) + " of " +
+             std::to_string(json_int(c.proxy->status(), "/proxy/offset"));
+        return json_int(s, "/proxy/offset") == json_int(c.proxy->status(), "/proxy/offset");
+    });
+    CHECK(json_str(b, "/proxy/replid") == replid);
+    CHECK(json_str(b, "/proxy/role") == "standby");
+    CHECK(json_str(a, "/proxy/role") == "active");
+    CHECK(json_str(b, "/standby/state") == "following");
+    CHECK(json_str(b, "/standby/link_state") == "streaming");
+    CHECK(a["standby"].is_null());
+
+    // The same bytes at the same offsets: from the standby's first logged byte to the end.
+    const uint64_t end = static_cast<uint64_t>(json_int(b, "/proxy/offset"));
+    const uint64_t from = static_cast<uint64_t>(json_int(b, "/log/first_offset"));
+    REQUIRE(from < end);
+    const std::string ours = log_range(standby.data_dir(), from, end);
+    const std::string theirs = log_range(c.proxy->data_dir(), from, end);
+    MESSAGE("compared " << ours.size() << " log bytes, offsets " << from << "-" << end);
+    CHECK(ours.size() == end + 1 - from);
+    CHECK_MESSAGE(ours == theirs, "the standby's log differs from the active's");
+
+    // Only the active takes replicas behind a Service: /healthz says which.
+    const HttpResponse hb = http_get(standby.status_port(), "/healthz", 3);
+    CHECK(hb.status == 503);
+    CHECK(hb.body.find("standby") != std::string::npos);
+    CHECK(http_get(c.proxy->status_port(), "/healthz", 3).status == 200);
+    RedisClient sc = RedisClient::connect(standby.port());
+    CHECK(sc.command({"INFO", "server"}).str.find("psync_proxy_role:standby") != std::string::npos);
+    CHECK(http_get(standby.status_port(), "/metrics", 3).body.find("psync_proxy_role{role=\"standby\"} 1") !=
+          std::string::npos);
+    // A standby's snapshot is the active's: no refresh of its own.
+    CHECK(sc.command({"BGSAVE"}).is_error());
+    // The master was asked for one SYNC: the active's.
+    CHECK(c.master.info_int("stats", "sync_full") == 1);
+    check_clean_shutdown(standby);
+    check_clean_shutdown(*c.proxy);
+}
+
+TEST_CASE("standby: the active SIGKILLed: the standby takes over within --standby-timeout under a new replid (the old one as replid2), and replicas pointed at it end equal to the master") {
+    ProxiedCluster c;
+    c.start(1, 100);
+    constexpr double kTimeout = 3;
+    ProxyProcess standby(c.sandbox, "standby", c.master.port(), standby_options(*c.proxy, kTimeout));
+    standby.start();
+    RedisServer& replica = *c.replicas[0];
+    std::string old_replid;
+    BackgroundWriter writer(c.master.port(), ProxiedCluster::kDbs);
+    writer.wait_more_rounds(100);
+    standby.wait_status("following at the active's offset", 30, [&](const json& s, std::string& st) {
+        st = json_str(s, "/standby/state");
+        return st == "following" && json_str(s, "/proxy/replid") == json_str(c.proxy->status(), "/proxy/replid");
+    });
+    old_replid = json_str(c.proxy->status(), "/proxy/replid");
+
+    ::kill(c.proxy->process().pid(), SIGKILL);
+    const auto killed = Clock::now();
+    const json b = standby.wait_status("the standby to take over", kTimeout + 10, [&](const json& s, std::string& st) {
+        st = json_str(s, "/standby/state");
+        return json_str(s, "/proxy/role") == "active";
+    });
+    const double took = seconds_since(killed);
+    MESSAGE("the standby took over " << took << " s after the kill (--standby-timeout " << kTimeout << ")");
+    CHECK(took < kTimeout + 5);
+    CHECK(json_str(b, "/standby/state") == "took_over");
+    CHECK(json_str(b, "/standby/replid_taken_over") == old_replid);
+    const json after = standby.wait_snapshot(30);
+    // A new lineage (no master link of its own was aligned with the active's stream).
+    CHECK(json_str(after, "/proxy/replid") != old_replid);
+    CHECK(json_str(after, "/proxy/role") == "active");
+    CHECK(http_get(standby.status_port(), "/healthz", 3).status == 200);
+
+    // The replica is pointed at the new active; writes go on throughout.
+    replica.client().must({"REPLICAOF", "127.0.0.1", std::to_string(standby.port())});
+    writer.wait_more_rounds(100);
+    writer.stop();
+    CHECK_MESSAGE(writer.error().empty(), writer.error());
+    wait_keyspace_equal(c.master, replica, 60);
+    check_clean_shutdown(standby);
+}
