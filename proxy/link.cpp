@@ -70,7 +70,7 @@ const char* Link::mode_name(Mode m) {
 Link::Link(uv_loop_t* loop, LinkOptions options, LinkConsumer& consumer)
     : loop_(loop),
       options_(std::move(options)),
-      consumer_(consumer),
+      consumer_(&consumer),
       component_(options_.name.c_str()),
       anchor_(std::make_shared<Anchor>(Anchor{this})),
       read_buf_(kReadBuffer) {
@@ -79,6 +79,13 @@ Link::Link(uv_loop_t* loop, LinkOptions options, LinkConsumer& consumer)
     uv_timer_init(loop_, *t);
     (*t)->data = this;
   }
+}
+
+void Link::rebind(LinkConsumer& consumer, const std::string& name) {
+  consumer_ = &consumer;
+  options_.name = name;
+  component_ = options_.name.c_str();
+  options_.retry = true;
 }
 
 Link::~Link() {
@@ -364,7 +371,7 @@ void Link::send_sync_request() {
   std::string request;
   // The resume point is the store's: the master offset of the last byte
   // committed to the log, never a count of bytes merely read.
-  const backlog::UpstreamPosition at = consumer_.resume_point().value_or(backlog::UpstreamPosition{});
+  const backlog::UpstreamPosition at = consumer_->resume_point().value_or(backlog::UpstreamPosition{});
   if (at.replid.empty()) {
     request = "PSYNC ? -1\r\n";
     LOG_INFO(component_, "sent PSYNC ? -1 (full resync)");
@@ -454,7 +461,7 @@ void Link::handle_bytes(const char* data, size_t len) {
         in.remove_prefix(consumed);
         if (payload_failed_) {
           std::string what = "cannot write the snapshot to " + options_.dir + ": " + write_error_;
-          consumer_.on_storage_error(what);
+          consumer_->on_storage_error(what);
           fail(what);
           return;
         }
@@ -467,7 +474,7 @@ void Link::handle_bytes(const char* data, size_t len) {
       }
       case State::kStreaming: {
         if (!stream_.feed(in, *this)) {
-          consumer_.on_bad_stream();  // the same bytes would come again: resync in full
+          consumer_->on_bad_stream();  // the same bytes would come again: resync in full
           fail("the master sent bytes that are not RESP: " + stream_.error());
           return;
         }
@@ -556,7 +563,7 @@ bool Link::handle_payload_result(protocol::PayloadReader::Status st) {
       // A master without PSYNC (2.6 and older): SYNC on the same link, as
       // Redis replicas do.
       LOG_INFO(component_, "the master does not take PSYNC (%s): falling back to SYNC", err.c_str());
-      consumer_.on_bad_stream();  // resuming this master is not possible
+      consumer_->on_bad_stream();  // resuming this master is not possible
       payload_.reset();
       psync_sent_ = false;
       send("SYNC\r\n");
@@ -579,7 +586,7 @@ bool Link::resume_stream(const std::string& continue_line) {
   std::string_view rest(continue_line);
   rest.remove_prefix(std::min<size_t>(rest.size(), 8));
   while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-  backlog::UpstreamPosition at = consumer_.resume_point().value_or(backlog::UpstreamPosition{});
+  backlog::UpstreamPosition at = consumer_->resume_point().value_or(backlog::UpstreamPosition{});
   const uint64_t resume_from = at.offset;
   if (protocol::is_replid(rest)) {
     if (rest != at.replid) {
@@ -594,7 +601,7 @@ bool Link::resume_stream(const std::string& continue_line) {
     at.replid.clear();
   }
   master_base_ = resume_from;
-  if (!consumer_.on_continue(at.replid, resume_from)) {
+  if (!consumer_->on_continue(at.replid, resume_from)) {
     fail("the continued stream was refused");
     return false;
   }
@@ -680,7 +687,7 @@ void Link::finish_transfer(std::string_view rest) {
   std::optional<backlog::UpstreamPosition> full_resync;
   if (psync_sent_ && !pending_replid_.empty()) full_resync = backlog::UpstreamPosition{pending_replid_, pending_offset_};
   mode_ = psync_sent_ ? Mode::kPsync : Mode::kSync;
-  consumer_.on_rdb(std::move(writer_), full_resync);
+  consumer_->on_rdb(std::move(writer_), full_resync);
 }
 
 void Link::start_streaming(uint64_t master_base) {
@@ -701,7 +708,7 @@ void Link::on_stream(std::string_view bytes, bool at_boundary, uint64_t upstream
   // After the consumer refused bytes nothing more of this feed goes to it:
   // the link is closed once the feed returns.
   if (stream_failed_) return;
-  if (!consumer_.on_stream(bytes, at_boundary, master_base_ + upstream_end)) {
+  if (!consumer_->on_stream(bytes, at_boundary, master_base_ + upstream_end)) {
     stream_failed_ = true;
     return;
   }
@@ -718,7 +725,7 @@ void Link::on_stream(std::string_view bytes, bool at_boundary, uint64_t upstream
 
 void Link::on_upstream_ping(uint64_t upstream_end) {
   if (stream_failed_) return;
-  if (!consumer_.on_ping(master_base_ + upstream_end)) {
+  if (!consumer_->on_ping(master_base_ + upstream_end)) {
     stream_failed_ = true;
     return;
   }
@@ -726,7 +733,7 @@ void Link::on_upstream_ping(uint64_t upstream_end) {
 }
 
 void Link::send_ack() {
-  std::string off = std::to_string(consumer_.ack_offset());
+  std::string off = std::to_string(consumer_->ack_offset());
   send("*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$" + std::to_string(off.size()) + "\r\n" + off + "\r\n");
 }
 
@@ -757,7 +764,7 @@ void Link::fail(const std::string& why) {
   state_ = State::kBackoff;
   if (options_.retry) uv_timer_start(retry_timer_, on_retry_timer, delay, 0);
   // Last: the consumer may destroy this link from here.
-  consumer_.on_lost(last_error_, was_streaming);
+  consumer_->on_lost(last_error_, was_streaming);
 }
 
 void Link::on_closed(uv_handle_t* handle) { delete reinterpret_cast<uv_tcp_t*>(handle); }

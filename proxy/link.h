@@ -105,6 +105,11 @@ class Link : private protocol::PayloadSink, private protocol::StreamSink {
   void start_streaming(uint64_t master_base);
   // Ends the current connection with an error (retried if the link retries).
   void fail(const std::string& why);
+  // Another consumer takes the link over as it is (a standby's own master
+  // link becomes its live link at a takeover): every later call goes to it,
+  // log lines say `name`, and a lost connection is retried from now on.
+  // Not from inside a consumer call of this link.
+  void rebind(LinkConsumer& consumer, const std::string& name);
 
   State state() const { return state_; }
   Mode mode() const { return mode_; }
@@ -208,7 +213,7 @@ class Link : private protocol::PayloadSink, private protocol::StreamSink {
 
   uv_loop_t* loop_;
   LinkOptions options_;
-  LinkConsumer& consumer_;
+  LinkConsumer* consumer_;
   const char* component_;
   std::shared_ptr<Anchor> anchor_;  // what in-flight requests reach the Link through
   State state_ = State::kBackoff;

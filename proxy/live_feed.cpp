@@ -3,6 +3,7 @@
 #include "proxy/log.h"
 #include "proxy/proxy.h"
 #include "proxy/refresher.h"
+#include "proxy/standby.h"
 
 #include <cstring>
 
@@ -52,13 +53,19 @@ struct LiveFeed::Commit {
 };
 
 LiveFeed::LiveFeed(Proxy& proxy, Source source)
-    : proxy_(proxy), source_(source), link_(proxy.loop(), live_link_options(proxy, source), *this) {}
+    : proxy_(proxy), source_(source),
+      link_(std::make_unique<Link>(proxy.loop(), live_link_options(proxy, source), *this)) {}
+
+LiveFeed::LiveFeed(Proxy& proxy, std::unique_ptr<Link> streaming)
+    : proxy_(proxy), source_(Source::kMaster), link_(std::move(streaming)) {
+  link_->rebind(*this, "upstream");
+}
 
 LiveFeed::~LiveFeed() = default;
 
 void LiveFeed::stop() {
   stopped_ = true;
-  link_.stop();
+  link_->stop();
 }
 
 const std::string& LiveFeed::master_replid() const { return proxy_.store().upstream().replid; }
@@ -85,7 +92,7 @@ void LiveFeed::on_rdb(std::unique_ptr<backlog::SnapshotWriter> rdb,
                       std::optional<backlog::UpstreamPosition> full_resync) {
   if (mirrors() && !full_resync) {
     rdb->abort();
-    link_.fail("the active answered SYNC-style (no +FULLRESYNC): it is not a psync-proxy");
+    link_->fail("the active answered SYNC-style (no +FULLRESYNC): it is not a psync-proxy");
     return;
   }
   proxy_.hold_own_pings(true);
@@ -126,7 +133,7 @@ void LiveFeed::on_commit_done(uv_work_t* req, int /*status*/) {
   self->proxy_.hold_own_pings(false);
   if (!c->error.empty()) {
     self->proxy_.storage_failed("cannot store the snapshot: " + c->error);
-    self->link_.fail("cannot store the snapshot: " + c->error);
+    self->link_->fail("cannot store the snapshot: " + c->error);
     return;
   }
   self->proxy_.storage_ok();
@@ -138,13 +145,13 @@ void LiveFeed::on_commit_done(uv_work_t* req, int /*status*/) {
       self->proxy_.restart_log_at(master_base + 1);
     } catch (const std::exception& e) {
       self->proxy_.storage_failed(std::string("cannot start the log over: ") + e.what());
-      self->link_.fail(std::string("cannot start the log over: ") + e.what());
+      self->link_->fail(std::string("cannot start the log over: ") + e.what());
       return;
     }
   }
   self->proxy_.begin_lineage(std::move(c->snapshot));
   self->proxy_.store().set_upstream(c->full_resync ? c->full_resync->replid : std::string(), master_base);
-  self->link_.start_streaming(master_base);
+  self->link_->start_streaming(master_base);
 }
 
 bool LiveFeed::on_continue(const std::string& replid, uint64_t offset) {
@@ -175,6 +182,12 @@ bool LiveFeed::on_stream(std::string_view bytes, bool at_boundary, uint64_t mast
   } catch (const std::exception& e) {
     proxy_.storage_failed(std::string("cannot append to the replication log: ") + e.what());
     return false;
+  }
+  // A standby's own master link is placed in, then tracked against, this
+  // stream (proxy/standby.h).
+  if (mirrors()) {
+    Standby* standby = proxy_.standby_part();
+    if (standby && standby->shadow().wants_every_piece()) standby->shadow().on_live_piece(bytes, at_boundary, first);
   }
   // A refresh in progress looks for its markers in the live stream.
   Refresher& refresher = proxy_.refresher();

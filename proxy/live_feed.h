@@ -34,16 +34,19 @@ class LiveFeed : public LinkConsumer {
  public:
   enum class Source { kMaster, kActive };
   LiveFeed(Proxy& proxy, Source source);
+  // A master link that is streaming already becomes the live one (a
+  // standby's own link at the takeover, proxy/standby.h).
+  LiveFeed(Proxy& proxy, std::unique_ptr<Link> streaming);
   ~LiveFeed() override;
   LiveFeed(const LiveFeed&) = delete;
   LiveFeed& operator=(const LiveFeed&) = delete;
 
-  void start() { link_.start(); }
+  void start() { link_->start(); }
   void stop();
   Source source() const { return source_; }
   bool mirrors() const { return source_ == Source::kActive; }
-  const Link& link() const { return link_; }
-  Link& link() { return link_; }
+  const Link& link() const { return *link_; }
+  Link& link() { return *link_; }
   // The master's replication ID and the master offset of the last committed
   // byte (PSYNC links): where a resumed link starts.
   const std::string& master_replid() const;
@@ -71,7 +74,7 @@ class LiveFeed : public LinkConsumer {
 
   Proxy& proxy_;
   Source source_;
-  Link link_;
+  std::unique_ptr<Link> link_;
   bool stopped_ = false;
   Commit* committing_ = nullptr;  // the snapshot commit running off the loop
 };

@@ -368,6 +368,7 @@ void Proxy::shutdown() {
   // No copy of the list needed: closing defers deletion (see session_closed).
   for (auto& s : sessions_) s->close("the proxy is shutting down");
   refresher_->stop();
+  if (standby_) standby_->stop();
   feed_->stop();
   try {
     store_.close_cleanly();  // the lineage reopens at this exact point, after a reboot too
@@ -513,10 +514,11 @@ bool Proxy::is_standby() const { return standby_ && !standby_->active(); }
 
 void Proxy::restart_log_at(uint64_t next) {
   refresher_->abort("the log starts over");
+  if (standby_) standby_->on_new_lineage();
   store_.reset(next);
 }
 
-void Proxy::become_active(const std::string& why) {
+void Proxy::become_active(const std::string& why, Refresher::Splice* splice) {
   LOG_WARN(kComponent, "taking over from the active: %s", why.c_str());
   upstream_lost();  // what the active's link left uncommitted goes
   store_.forget_upstream();
@@ -536,11 +538,41 @@ void Proxy::become_active(const std::string& why) {
       own_pings_held_ = true;
     }
   }
-  // The feed of the active goes; the master is followed from here on. With
-  // no aligned master link of its own the next master command is unknown:
-  // a new SYNC, a new lineage (proxy/standby.h).
+  // The feed of the active goes; the master is followed from here on.
   feed_->stop();
   retired_feeds_.push_back(std::move(feed_));
+  if (splice && own_pings_held_) {
+    // The new replid could not be recorded: no splice under the old one.
+    splice = nullptr;
+  }
+  if (splice) {
+    // Exactly the master commands the active did not deliver, then the own
+    // link's stream as the live one (proxy/standby.h).
+    try {
+      if (!splice->bytes.empty()) store_.append(splice->bytes);
+      store_.commit(0);
+      if (!splice->partial.empty()) store_.append(splice->partial);
+      LOG_WARN(kComponent,
+               "active now, from offset %llu on: appended %llu commands (%zu bytes) the active had not delivered, "
+               "after %llu matched; the own master link goes on as the upstream; replicas keep their place",
+               static_cast<unsigned long long>(store_.second_offset()),
+               static_cast<unsigned long long>(splice->ahead_commands), splice->bytes.size(),
+               static_cast<unsigned long long>(splice->matched));
+      feed_ = std::make_unique<LiveFeed>(*this, std::move(splice->link));
+      commands_at_snapshot_ = feed_->link().total_commands();
+      notify("STATUS=active (took over from " + config_.standby_of.str() + ")");
+      return;
+    } catch (const std::exception& e) {
+      storage_failed(std::string("cannot append the takeover's commands: ") + e.what());
+      std::string problems;
+      store_.rollback(problems);
+      splice->link->stop();
+      // A new lineage then, as without a splice: the log's end is the
+      // active's last byte, under the new replid.
+    }
+  }
+  // With no aligned master link of its own the next master command is
+  // unknown: a new SYNC, a new lineage (proxy/standby.h).
   feed_ = std::make_unique<LiveFeed>(*this, LiveFeed::Source::kMaster);
   LOG_WARN(kComponent, "active now: syncing with the master at %s for a new lineage (replicas full-resync once)",
            config_.upstream.str().c_str());
@@ -551,6 +583,7 @@ void Proxy::become_active(const std::string& why) {
 void Proxy::begin_lineage(std::shared_ptr<backlog::Snapshot> snapshot) {
   const bool had_lineage = store_.snapshot() != nullptr;
   refresher_->abort("a new lineage starts");
+  if (standby_) standby_->on_new_lineage();
   std::string problems;
   store_.begin_lineage(std::move(snapshot), problems);
   commands_at_snapshot_ = feed_->link().total_commands();

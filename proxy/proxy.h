@@ -24,6 +24,7 @@
 #include "backlog/lineage_store.h"
 #include "backlog/snapshot_store.h"
 #include "proxy/config.h"
+#include "proxy/refresher.h"
 #include "proxy/replica_session.h"
 
 namespace psync::proxy {
@@ -139,8 +140,11 @@ class Proxy : public SessionHost {
   // at its offset (next: the first byte after the snapshot). Throws.
   void restart_log_at(uint64_t next);
   // The standby takes over: the lineage goes on under a new replid (the
-  // active's kept as replid2), and the proxy follows the master itself.
-  void become_active(const std::string& why);
+  // active's kept as replid2), and the proxy follows the master itself:
+  // with a splice (its own aligned master link) from the active's last byte
+  // on, else with a new SYNC and a new lineage.
+  void become_active(const std::string& why, Refresher::Splice* splice);
+  Standby* standby_part() { return standby_.get(); }
 
   // ----- Live restart (proxy/live_restart.h) -----
   LiveRestart& live_restart() { return *live_restart_; }

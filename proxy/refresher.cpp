@@ -11,17 +11,13 @@
 namespace psync::proxy {
 
 namespace {
-const char* kComponent = "refresh";
 constexpr uint64_t kMarkerPeriodMs = 100;
 constexpr uint64_t kMarkingTimeoutMs = 10'000;   // marker 0 must show in the live stream by then
 constexpr uint64_t kAligningTimeoutMs = 60'000;  // after the RDB, the first marker and its live twin
 constexpr size_t kMaxFresh = 64 << 20;           // new-link bytes held until its first marker
 constexpr uint64_t kMaxWindow = 64 << 20;        // live bytes between two markers read back
 
-std::string select_command(int64_t db) {
-  std::string n = std::to_string(db);
-  return "*2\r\n$6\r\nSELECT\r\n$" + std::to_string(n.size()) + "\r\n" + n + "\r\n";
-}
+using protocol::select_command;
 }  // namespace
 
 struct Refresher::Store {
@@ -43,11 +39,13 @@ const char* Refresher::state_name(State s) {
     case State::kSyncing: return "syncing";
     case State::kAligning: return "aligning";
     case State::kStoring: return "storing";
+    case State::kTracking: return "tracking";
   }
   return "?";
 }
 
-Refresher::Refresher(Proxy& proxy) : proxy_(proxy) {
+Refresher::Refresher(Proxy& proxy, Purpose purpose)
+    : proxy_(proxy), purpose_(purpose), component_(purpose == Purpose::kShadow ? "shadow" : "refresh") {
   marker_timer_ = new uv_timer_t;
   uv_timer_init(proxy_.loop(), marker_timer_);
   marker_timer_->data = this;
@@ -68,7 +66,7 @@ std::optional<uint64_t> Refresher::our_marker(std::string_view cmd) const {
 std::string Refresher::start(const std::string& trigger) {
   const Config& c = proxy_.config();
   if (!marker_timer_) return "the proxy is shutting down";
-  if (!c.snapshot_refresh) return "snapshot refresh is off (--snapshot-refresh no)";
+  if (!c.snapshot_refresh && purpose_ == Purpose::kRefresh) return "snapshot refresh is off (--snapshot-refresh no)";
   if (active()) return std::string("a snapshot refresh is already in progress (") + state_name(state_) + ")";
   if (!proxy_.store().snapshot()) return "no snapshot yet: the first one comes from the upstream SYNC";
   if (!proxy_.feed().link().link_up()) return "the upstream link is down";
@@ -83,12 +81,17 @@ std::string Refresher::start(const std::string& trigger) {
   fresh_.clear();
   fresh_scanned_ = 0;
   fresh_marker_.reset();
+  fresh_marker_end_ = 0;
+  fresh_at_boundary_ = true;
   fresh_commands_.clear();
+  tracker_.reset();
   stats_.last_trigger = trigger;
   stats_.last_attempt_unix = time(nullptr);
   stats_.markers_sent = 0;
-  LOG_INFO(kComponent, "refreshing the snapshot (%s): marker client to %s", trigger.c_str(),
-           c.upstream.str().c_str());
+  LOG_INFO(component_, "%s (%s): marker client to %s",
+           purpose_ == Purpose::kShadow ? "aligning a master link of its own with the active's stream"
+                                        : "refreshing the snapshot",
+           trigger.c_str(), c.upstream.str().c_str());
   MarkerClient::Callbacks cb;
   cb.on_ready = [this] { send_marker(); };  // marker 0: is PUBLISH replicated at all?
   cb.on_failed = [this](const std::string& why) { abort("the marker client: " + why); };
@@ -119,7 +122,7 @@ void Refresher::on_live_bytes(std::string_view bytes, uint64_t first) {
     }
   }
   if (state_ == State::kMarking && live_marks_.count(0)) {
-    LOG_INFO(kComponent, "marker 0 is in the live stream at offset %llu: opening a second SYNC link",
+    LOG_INFO(component_, "marker 0 is in the live stream at offset %llu: opening a second SYNC link",
              static_cast<unsigned long long>(live_marks_[0]));
     start_link();
   } else if (state_ == State::kAligning && fresh_marker_) {
@@ -130,7 +133,7 @@ void Refresher::on_live_bytes(std::string_view bytes, uint64_t first) {
 void Refresher::start_link() {
   const Config& c = proxy_.config();
   LinkOptions o;
-  o.name = "refresh";
+  o.name = component_;
   o.address = c.upstream;
   o.masterauth = c.masterauth;
   o.masteruser = c.masteruser;
@@ -139,7 +142,7 @@ void Refresher::start_link() {
   o.connect_timeout_s = c.upstream_connect_timeout_s;
   o.read_timeout_s = c.upstream_timeout_s;
   o.dir = c.dir;
-  o.rdb_tag = "refresh";
+  o.rdb_tag = component_;
   o.retry = false;
   state_ = State::kSyncing;
   state_ms_ = now_ms();
@@ -171,24 +174,35 @@ void Refresher::tick_markers() {
 
 void Refresher::on_rdb(std::unique_ptr<backlog::SnapshotWriter> rdb,
                        std::optional<backlog::UpstreamPosition> /*full_resync*/) {
-  rdb_ = std::move(rdb);
   state_ = State::kAligning;
   state_ms_ = now_ms();
-  LOG_INFO(kComponent, "RDB of %s received; waiting for the first marker on the new link",
-           human_bytes(static_cast<double>(rdb_->bytes())).c_str());
+  LOG_INFO(component_, "RDB of %s received; waiting for the first marker on the new link",
+           human_bytes(static_cast<double>(rdb->bytes())).c_str());
+  if (purpose_ == Purpose::kShadow) {
+    rdb->abort();  // the standby serves the active's snapshot: only the stream is needed
+  } else {
+    rdb_ = std::move(rdb);
+  }
   if (!final_marker_sent_) tick_markers();
   link_->start_streaming(0);
 }
 
 bool Refresher::on_stream(std::string_view bytes, bool at_boundary, uint64_t /*master_offset*/) {
-  if (state_ != State::kAligning || fresh_marker_) return true;  // past the marker: not needed
+  if (state_ == State::kTracking) {
+    if (tracker_ && !tracker_->feed_own(bytes, at_boundary)) abort("the own link: " + tracker_->error());
+    return true;
+  }
+  // Past the first marker a refresh needs nothing more; a shadow keeps what
+  // follows it for the tracker.
+  if (state_ != State::kAligning || (fresh_marker_ && purpose_ == Purpose::kRefresh)) return true;
   if (fresh_.size() + bytes.size() > kMaxFresh) {
     abort("more than " + human_bytes(static_cast<double>(kMaxFresh)) +
           " of writes on the new link before its first marker");
     return true;
   }
   fresh_.append(bytes);
-  if (at_boundary) scan_fresh();
+  fresh_at_boundary_ = at_boundary;
+  if (at_boundary && !fresh_marker_) scan_fresh();
   return true;
 }
 
@@ -207,9 +221,10 @@ void Refresher::scan_fresh() {
   for (size_t i = 0; i < cmds.size(); ++i) {
     if (auto k = our_marker(cmds[i].bytes)) {
       fresh_marker_ = *k;
+      fresh_marker_end_ = static_cast<size_t>(cmds[i].end);  // offsets from 1: the bytes through it
       cmds.resize(i + 1);
       fresh_commands_ = std::move(cmds);
-      LOG_INFO(kComponent, "marker %llu is the first on the new link, after %zu commands",
+      LOG_INFO(component_, "marker %llu is the first on the new link, after %zu commands",
                static_cast<unsigned long long>(*k), i);
       try_align();
       return;
@@ -267,7 +282,11 @@ void Refresher::try_align() {
   stats_.last_db = a.db;
   stats_.last_marker = k;
   stats_.last_matched = a.matched;
-  LOG_INFO(kComponent,
+  if (purpose_ == Purpose::kShadow) {
+    start_tracking(end_k->second, a);
+    return;
+  }
+  LOG_INFO(component_,
            "the new RDB is the master's state at offset %llu (db %lld) of the live stream: %zu commands "
            "after the fork matched up to marker %llu; storing it",
            static_cast<unsigned long long>(a.offset), static_cast<long long>(a.db), a.matched,
@@ -287,6 +306,82 @@ void Refresher::try_align() {
   s->commands_after = (now - std::min(now, at_k)) + a.matched;
   storing_ = s;
   uv_queue_work(proxy_.loop(), &s->req, on_store_work, on_store_done);
+}
+
+void Refresher::on_live_piece(std::string_view bytes, bool at_boundary, uint64_t first) {
+  if (state_ == State::kTracking) {
+    if (tracker_ && !tracker_->feed_live(bytes, at_boundary)) abort("the live stream: " + tracker_->error());
+    return;
+  }
+  if (at_boundary && memmem(bytes.data(), bytes.size(), kChannel, std::strlen(kChannel)) != nullptr) {
+    on_live_bytes(bytes, first);
+  }
+}
+
+void Refresher::start_tracking(uint64_t end_k, const protocol::Alignment& a) {
+  // Both streams are right after marker k, in db 0 (the marker client's).
+  // The live stream past it: what is committed, and a command appended in
+  // part (its rest comes as pieces, on_live_piece).
+  const backlog::LineageStore& store = proxy_.store();
+  const backlog::ReplicationLog& log = store.log();
+  const uint64_t committed = store.committed_end();
+  const uint64_t appended = log.last_offset();
+  std::string live(appended - end_k, '\0');
+  try {
+    live.resize(log.read(end_k + 1, live.data(), live.size()));
+  } catch (const std::exception& e) {
+    abort(std::string("cannot read the live stream back: ") + e.what());
+    return;
+  }
+  if (live.size() != appended - end_k) {
+    abort("the live stream after the marker is not all in the log");
+    return;
+  }
+  auto t = std::make_unique<protocol::StreamTracker>(kMaxFresh);
+  const size_t whole = static_cast<size_t>(committed - end_k);
+  bool ok = t->feed_live(std::string_view(live).substr(0, whole), true);
+  if (ok && live.size() > whole) ok = t->feed_live(std::string_view(live).substr(whole), false);
+  if (ok && fresh_.size() > fresh_marker_end_) {
+    ok = t->feed_own(std::string_view(fresh_).substr(fresh_marker_end_), fresh_at_boundary_);
+  }
+  if (!ok) {
+    abort("the streams differ right after the marker: " + t->error());
+    return;
+  }
+  tracker_ = std::move(t);
+  fresh_.clear();
+  fresh_.shrink_to_fit();
+  fresh_commands_.clear();
+  // The markers are done with; the link stays.
+  if (marker_timer_) uv_timer_stop(marker_timer_);
+  if (marker_) {
+    marker_->close();
+    retired_markers_.push_back(std::move(marker_));
+  }
+  state_ = State::kTracking;
+  state_ms_ = now_ms();
+  stats_.done++;
+  stats_.last_done_unix = time(nullptr);
+  stats_.last_error.clear();
+  stats_.last_duration_s = static_cast<double>(now_ms() - started_ms_) / 1000.0;
+  LOG_INFO(component_,
+           "the own master link is aligned with the active's stream at marker %llu (%zu commands matched): "
+           "a takeover can go on from the active's last byte without a full resync",
+           static_cast<unsigned long long>(stats_.last_marker), a.matched);
+}
+
+Refresher::Splice Refresher::take_splice() {
+  Splice sp;
+  if (!ready_to_splice()) return sp;
+  sp.bytes = tracker_->splice();
+  sp.partial = tracker_->own_partial();
+  sp.ahead_commands = tracker_->ahead().size();
+  sp.matched = tracker_->matched();
+  sp.link = std::move(link_);
+  tracker_.reset();
+  state_ = State::kIdle;
+  if (marker_timer_) uv_timer_stop(marker_timer_);
+  return sp;
 }
 
 void Refresher::retire_connections() {
@@ -339,7 +434,9 @@ void Refresher::on_store_done(uv_work_t* req, int /*status*/) {
 }
 
 void Refresher::on_lost(const std::string& why, bool /*was_streaming*/) {
-  if (state_ == State::kSyncing || state_ == State::kAligning) abort("the second link: " + why);
+  if (state_ == State::kSyncing || state_ == State::kAligning || state_ == State::kTracking) {
+    abort((purpose_ == Purpose::kShadow ? "the own master link: " : "the second link: ") + why);
+  }
 }
 
 void Refresher::on_storage_error(const std::string& what) { proxy_.storage_failed(what); }
@@ -354,13 +451,18 @@ void Refresher::finish(const std::string& why, bool ok) {
     stats_.done++;
     stats_.last_done_unix = time(nullptr);
     stats_.last_error.clear();
-    LOG_INFO(kComponent, "snapshot refreshed in %.1f s: full resyncs are now served from offset %llu",
+    LOG_INFO(component_, "snapshot refreshed in %.1f s: full resyncs are now served from offset %llu",
              secs, static_cast<unsigned long long>(stats_.last_offset));
   } else {
     stats_.failed++;
     stats_.last_error = protocol::peer_text(why, 1024);
-    LOG_WARN(kComponent, "snapshot refresh abandoned after %.1f s: %s (the current snapshot stays; next try "
-             "after --snapshot-min-interval or a BGSAVE)", secs, stats_.last_error.c_str());
+    if (purpose_ == Purpose::kShadow) {
+      LOG_WARN(component_, "the standby's own master link is not aligned with the active's stream: %s (a "
+               "takeover now would start a new lineage; the standby tries again later)", stats_.last_error.c_str());
+    } else {
+      LOG_WARN(component_, "snapshot refresh abandoned after %.1f s: %s (the current snapshot stays; next try "
+               "after --snapshot-min-interval or a BGSAVE)", secs, stats_.last_error.c_str());
+    }
   }
   state_ = State::kIdle;
   retire_connections();
@@ -371,6 +473,7 @@ void Refresher::finish(const std::string& why, bool ok) {
   fresh_.clear();
   fresh_.shrink_to_fit();
   fresh_commands_.clear();
+  tracker_.reset();
   live_marks_.clear();
   live_counts_.clear();
 }
@@ -401,7 +504,7 @@ void Refresher::on_second() {
     abort(fresh_marker_ ? "the live stream did not reach the new link's first marker within 60 s"
                         : "no marker on the new link within 60 s of its RDB");
   }
-  if (active()) return;
+  if (active() || purpose_ == Purpose::kShadow) return;
   // The automatic trigger: the log since the snapshot is larger than
   // --snapshot-refresh-ratio times the snapshot, and than --backlog-size.
   const Config& c = proxy_.config();

@@ -20,6 +20,18 @@
 // is discarded, one log line says why, and the next attempt comes after
 // --snapshot-min-interval (or a BGSAVE). An unverified snapshot is never
 // installed.
+//
+// A standby's own master link (Purpose::kShadow, proxy/standby.h) is placed
+// the same way in the stream it mirrors from the active, but its RDB is not
+// needed (the standby has the active's snapshot) and its link is kept:
+//
+//   ... aligning ─▶ tracking: both streams go on through a StreamTracker
+//        (protocol/stream_tracker.h), which knows at every moment which of
+//        the own link's commands the active has not delivered yet
+//   ─▶ take_splice() at a takeover: the own link and the bytes to append.
+//
+// Any mismatch or a lost link ends the tracking (logged); the standby tries
+// again later.
 #pragma once
 
 #include <uv.h>
@@ -32,6 +44,7 @@
 #include <vector>
 
 #include "protocol/aligner.h"
+#include "protocol/stream_tracker.h"
 #include "proxy/link.h"
 #include "proxy/marker_client.h"
 
@@ -41,11 +54,12 @@ class Proxy;
 
 class Refresher : public LinkConsumer {
  public:
-  enum class State { kIdle, kMarking, kSyncing, kAligning, kStoring };
+  enum class State { kIdle, kMarking, kSyncing, kAligning, kStoring, kTracking };
+  enum class Purpose { kRefresh, kShadow };
   static const char* state_name(State s);
   static constexpr const char* kChannel = "__psync_proxy__";
 
-  explicit Refresher(Proxy& proxy);
+  explicit Refresher(Proxy& proxy, Purpose purpose = Purpose::kRefresh);
   ~Refresher() override;
   Refresher(const Refresher&) = delete;
   Refresher& operator=(const Refresher&) = delete;
@@ -61,6 +75,25 @@ class Refresher : public LinkConsumer {
   // The live feed committed `bytes`, whole commands from offset `first`, in
   // which the channel's name occurs.
   void on_live_bytes(std::string_view bytes, uint64_t first);
+  // A shadow: every piece the live feed appended (at_boundary: it ends a
+  // command, and is committed).
+  void on_live_piece(std::string_view bytes, bool at_boundary, uint64_t first);
+  bool wants_every_piece() const { return purpose_ == Purpose::kShadow && active(); }
+
+  // ----- A standby's own link (Purpose::kShadow) -----
+  bool tracking() const { return state_ == State::kTracking && tracker_ && !tracker_->failed(); }
+  const protocol::StreamTracker* tracker() const { return tracker_.get(); }
+  // Tracking, and nothing the live stream delivered is missing on the own link.
+  bool ready_to_splice() const { return tracking() && tracker_->behind() == 0; }
+  struct Splice {
+    std::unique_ptr<Link> link;  // streaming; its consumer is still this Refresher
+    std::string bytes;           // to append and commit after the live stream's last byte
+    std::string partial;         // then: the start of a command the link delivers the rest of
+    uint64_t ahead_commands = 0;
+    uint64_t matched = 0;
+  };
+  // Only when ready_to_splice(); the Refresher is idle afterwards.
+  Splice take_splice();
 
   State state() const { return state_; }
   bool active() const { return state_ != State::kIdle; }
@@ -118,7 +151,12 @@ class Refresher : public LinkConsumer {
   void on_storage_error(const std::string& what) override;
   void on_bad_stream() override {}
 
+  // The shadow's alignment succeeded at marker k: the tracker starts.
+  void start_tracking(uint64_t end_k, const protocol::Alignment& a);
+
   Proxy& proxy_;
+  Purpose purpose_;
+  const char* component_;
   State state_ = State::kIdle;
   Stats stats_;
   uint64_t started_ms_ = 0;
@@ -142,6 +180,9 @@ class Refresher : public LinkConsumer {
   std::string fresh_;           // the new link's stream from the fork (bounded)
   size_t fresh_scanned_ = 0;    // fresh_ searched for the channel up to here
   std::optional<uint64_t> fresh_marker_;  // k of the first marker on the new link
+  size_t fresh_marker_end_ = 0;           // fresh_ bytes through that marker
+  bool fresh_at_boundary_ = true;         // fresh_ ends at the end of a command
+  std::unique_ptr<protocol::StreamTracker> tracker_;
   std::vector<protocol::StreamCommand> fresh_commands_;  // through that marker
   Store* storing_ = nullptr;
 };

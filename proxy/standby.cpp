@@ -1,10 +1,12 @@
 #include "proxy/standby.h"
 
+#include <algorithm>
 #include <ctime>
 
 #include "proxy/live_feed.h"
 #include "proxy/log.h"
 #include "proxy/proxy.h"
+#include "proxy/refresher.h"
 
 namespace psync::proxy {
 
@@ -16,12 +18,40 @@ const char* Standby::state_name(State s) {
   switch (s) {
     case State::kFollowing: return "following";
     case State::kActiveUnreachable: return "active_unreachable";
+    case State::kTakingOver: return "taking_over";
     case State::kTookOver: return "took_over";
   }
   return "?";
 }
 
-Standby::Standby(Proxy& proxy) : proxy_(proxy) {}
+Standby::Standby(Proxy& proxy)
+    : proxy_(proxy), shadow_(std::make_unique<Refresher>(proxy, Refresher::Purpose::kShadow)) {}
+
+Standby::~Standby() = default;
+
+void Standby::stop() { shadow_->stop(); }
+
+void Standby::on_new_lineage() { shadow_->abort("the mirrored lineage starts over"); }
+
+void Standby::maybe_align() {
+  // One fork on the master per attempt: after a failure the next one waits,
+  // 30 s at first, twice as long each time, at most 15 min.
+  if (shadow_->tracking()) {
+    align_backoff_ms_ = 0;
+    return;
+  }
+  const uint64_t now = now_ms();
+  const uint64_t failed = shadow_->stats().failed;
+  if (failed != failures_seen_) {
+    failures_seen_ = failed;
+    align_backoff_ms_ = align_backoff_ms_ == 0 ? 30'000 : std::min<uint64_t>(align_backoff_ms_ * 2, 900'000);
+    next_align_ms_ = now + align_backoff_ms_;
+  }
+  if (shadow_->active() || now < next_align_ms_) return;
+  if (!proxy_.store().snapshot() || !proxy_.feed().link().link_up()) return;
+  std::string why = shadow_->start(failed == 0 ? "following the active" : "again after: " + shadow_->stats().last_error);
+  if (!why.empty()) LOG_DEBUG(kComponent, "no own master link yet: %s", why.c_str());
+}
 
 double Standby::unreachable_s() const {
   if (state_ != State::kActiveUnreachable) return 0;
@@ -29,7 +59,14 @@ double Standby::unreachable_s() const {
 }
 
 void Standby::on_second() {
+  shadow_->on_second();
   if (state_ == State::kTookOver) return;
+  if (state_ == State::kTakingOver) {
+    if (shadow_->ready_to_splice() || !shadow_->tracking() || now_ms() - taking_over_since_ms_ >= kCatchUpMs) {
+      take_over(takeover_reason_);
+    }
+    return;
+  }
   const Config& c = proxy_.config();
   const Link& link = proxy_.feed().link();
   const uint64_t now = now_ms();
@@ -47,6 +84,7 @@ void Standby::on_second() {
                unreachable_s());
     }
     state_ = State::kFollowing;
+    maybe_align();
     return;
   }
   if (state_ == State::kFollowing) {
@@ -65,13 +103,34 @@ void Standby::on_second() {
 }
 
 void Standby::take_over(const std::string& why) {
+  takeover_reason_ = why;
+  if (state_ != State::kTakingOver && shadow_->tracking() && !shadow_->ready_to_splice()) {
+    // The own link has not delivered all the active did: it will (the master
+    // sends both the same stream), within moments.
+    state_ = State::kTakingOver;
+    taking_over_since_ms_ = now_ms();
+    LOG_INFO(kComponent, "taking over: waiting for the own master link to deliver the %zu commands the active "
+             "delivered first", shadow_->tracker()->behind());
+    return;
+  }
   backlog::LineageStore& store = proxy_.store();
   replid_taken_over_ = store.replid();
-  takeover_offset_ = store.committed_end();
-  takeover_reason_ = why;
+  takeover_offset_ = store.committed_end();  // the active's last whole command
   took_over_unix_ = time(nullptr);
   state_ = State::kTookOver;
-  proxy_.become_active(why);
+  Refresher::Splice splice;
+  if (shadow_->ready_to_splice()) {
+    splice = shadow_->take_splice();
+  } else {
+    const std::string lost = shadow_->tracking() ? "the own master link did not catch up with the active within " +
+                                                       std::to_string(kCatchUpMs / 1000) + " s"
+                             : shadow_->stats().last_error.empty() ? std::string("no own master link was aligned yet")
+                                                                   : shadow_->stats().last_error;
+    LOG_WARN(kComponent, "no splice: %s", lost.c_str());
+    shadow_->abort("the takeover goes on without it");
+  }
+  spliced_ = static_cast<bool>(splice.link);
+  proxy_.become_active(why, splice.link ? &splice : nullptr);
 }
 
 }  // namespace psync::proxy

@@ -20,27 +20,50 @@
 // active gets a full resync. Invariant: the proxy never appends a byte under
 // the active's replid that the active did not send.
 //
-// What follows the takeover. Without a master link of its own kept aligned
-// with the active's stream (not built yet: see the README's "Standby" section)
-// the proxy cannot know which master command comes after the last one the
-// active delivered, so it never guesses: it syncs with the master afresh and
-// starts a new lineage (every replica full-resyncs once), serving the old one
-// with PINGs until that snapshot is stored.
+// What follows the takeover. While following, the standby keeps a master
+// link of its own (one SYNC, once) aligned with the active's stream: placed
+// with PUBLISH markers as a snapshot refresh is, then tracked command by
+// command (proxy/refresher.h, Purpose::kShadow; protocol/stream_tracker.h).
+// So it knows at every moment which master commands come after the last one
+// the active delivered. At the takeover it appends exactly those (with the
+// SELECTs they need), and its own link becomes the live link: replicas go on
+// with +CONTINUE, nobody full-resyncs, the master forks nothing more. If
+// the own link lags (the active delivered commands it has not received yet)
+// the takeover waits for it, up to kCatchUpMs.
+//
+// Without an aligned link (the master refuses PUBLISH, the alignment failed
+// or was lost, the link lagged too long) the proxy cannot know which master
+// command comes next, so it never guesses: it syncs with the master afresh
+// and starts a new lineage (every replica full-resyncs once), serving the old
+// one with PINGs until that snapshot is stored.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace psync::proxy {
 
 class Proxy;
+class Refresher;
 
 class Standby {
  public:
-  enum class State { kFollowing, kActiveUnreachable, kTookOver };
+  enum class State { kFollowing, kActiveUnreachable, kTakingOver, kTookOver };
   static const char* state_name(State s);
+  static constexpr uint64_t kCatchUpMs = 5000;
 
   explicit Standby(Proxy& proxy);
+  ~Standby();
+  // Shutdown.
+  void stop();
+  // The mirrored lineage starts over: the own link's alignment is void.
+  void on_new_lineage();
+  // The own master link (proxy/refresher.h, Purpose::kShadow).
+  Refresher& shadow() { return *shadow_; }
+  const Refresher& shadow() const { return *shadow_; }
+  // Whether the takeover went on without a full resync.
+  bool spliced() const { return spliced_; }
 
   // Once a second: notices an unreachable active, and takes over.
   void on_second();
@@ -57,9 +80,16 @@ class Standby {
 
  private:
   void take_over(const std::string& why);
+  void maybe_align();
 
   Proxy& proxy_;
+  std::unique_ptr<Refresher> shadow_;
   State state_ = State::kFollowing;
+  uint64_t taking_over_since_ms_ = 0;
+  bool spliced_ = false;
+  uint64_t next_align_ms_ = 0;
+  uint64_t align_backoff_ms_ = 0;
+  uint64_t failures_seen_ = 0;
   uint64_t unreachable_since_ms_ = 0;
   int64_t took_over_unix_ = 0;
   uint64_t takeover_offset_ = 0;

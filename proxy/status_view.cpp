@@ -60,6 +60,17 @@ StatusView Proxy::status_view() const {
     sb.takeover_offset = standby_->takeover_offset();
     sb.replid_taken_over = standby_->replid_taken_over();
     sb.takeover_reason = standby_->takeover_reason();
+    sb.spliced = standby_->spliced();
+    const Refresher& sh = standby_->shadow();
+    sb.alignment_state = Refresher::state_name(sh.state());
+    if (sh.link()) sb.alignment_link_state = Link::state_name(sh.link()->state());
+    sb.alignment_last_error = sh.stats().last_error;
+    sb.alignment_attempts_failed = sh.stats().failed;
+    if (const protocol::StreamTracker* t = sh.tracker()) {
+      sb.alignment_matched = t->matched();
+      sb.alignment_ahead = t->ahead().size();
+      sb.alignment_behind = t->behind();
+    }
     v.standby = std::move(sb);
   }
   v.proxy.run_id = process_run_id();
@@ -186,7 +197,16 @@ std::string render_status_json(const StatusView& v) {
                     {"took_over_unix", sb.took_over_unix ? json(sb.took_over_unix) : json(nullptr)},
                     {"takeover_offset", sb.took_over_unix ? json(sb.takeover_offset) : json(nullptr)},
                     {"replid_taken_over", sb.replid_taken_over.empty() ? json(nullptr) : json(sb.replid_taken_over)},
-                    {"takeover_reason", sb.takeover_reason}};
+                    {"takeover_reason", sb.takeover_reason},
+                    {"spliced", sb.spliced},
+                    {"alignment",
+                     {{"state", sb.alignment_state},
+                      {"link_state", sb.alignment_link_state.empty() ? json(nullptr) : json(sb.alignment_link_state)},
+                      {"last_error", sb.alignment_last_error},
+                      {"attempts_failed", sb.alignment_attempts_failed},
+                      {"matched_commands", sb.alignment_matched},
+                      {"ahead_commands", sb.alignment_ahead},
+                      {"behind_commands", sb.alignment_behind}}}};
   } else {
     j["standby"] = nullptr;
   }

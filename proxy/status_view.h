@@ -129,6 +129,15 @@ struct StatusView {
     uint64_t takeover_offset = 0;
     std::string replid_taken_over;
     std::string takeover_reason;
+    bool spliced = false;  // the takeover went on from the active's last byte (no full resync)
+    // The own master link (proxy/refresher.h, Purpose::kShadow).
+    std::string alignment_state;  // Refresher::state_name(): tracking once aligned
+    std::string alignment_link_state;
+    std::string alignment_last_error;
+    uint64_t alignment_attempts_failed = 0;
+    uint64_t alignment_matched = 0;  // commands matched on both streams since the alignment
+    uint64_t alignment_ahead = 0;    // own-link commands the active has not delivered
+    uint64_t alignment_behind = 0;   // active commands the own link has not delivered
   };
 
   ProxyPart proxy;

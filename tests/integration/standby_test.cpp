@@ -11,6 +11,7 @@
 
 #include "tests/support/cluster.h"
 #include "tests/support/compat.h"
+#include "tests/support/fault_helpers.h"
 #include "tests/support/http.h"
 #include "tests/support/keyspace.h"
 #include "tests/support/test_context.h"
@@ -117,21 +118,79 @@ TEST_CASE("standby: mirrors the active byte for byte (same replid, same offsets)
     check_clean_shutdown(*c.proxy);
 }
 
-TEST_CASE("standby: the active SIGKILLed: the standby takes over within --standby-timeout under a new replid (the old one as replid2), and replicas pointed at it end equal to the master") {
+TEST_CASE("standby: the active SIGKILLed under writes in dbs 0, 1, 5: the standby splices its own master link in, and two replicas pointed at it resume with +CONTINUE, equal to the master") {
+    ProxiedCluster c;
+    c.start(2, 100);
+    constexpr double kTimeout = 3;
+    ProxyProcess standby(c.sandbox, "standby", c.master.port(), standby_options(*c.proxy, kTimeout));
+    standby.start();
+    BackgroundWriter writer(c.master.port(), ProxiedCluster::kDbs);
+    writer.wait_more_rounds(50);
+    // Its own master link (one SYNC) placed in the active's stream, then tracked.
+    const json tracking = standby.wait_status("the own master link aligned", 60, [&](const json& s, std::string& st) {
+        st = json_str(s, "/standby/alignment/state") + " " + json_str(s, "/standby/alignment/last_error");
+        return json_str(s, "/standby/alignment/state") == "tracking";
+    });
+    writer.wait_more_rounds(50);
+    const std::string old_replid = json_str(c.proxy->status(), "/proxy/replid");
+
+    ::kill(c.proxy->process().pid(), SIGKILL);
+    const auto killed = Clock::now();
+    writer.wait_more_rounds(20);  // writes go on while the active is gone
+    const json b = standby.wait_status("the standby to take over", kTimeout + 15, [&](const json& s, std::string& st) {
+        st = json_str(s, "/standby/state");
+        return json_str(s, "/proxy/role") == "active";
+    });
+    const double took = seconds_since(killed);
+    MESSAGE("the standby took over " << took << " s after the kill (--standby-timeout " << kTimeout << "): "
+                                     << b["standby"].dump());
+    CHECK(took < kTimeout + 5);
+    CHECK(json_str(b, "/standby/state") == "took_over");
+    CHECK(b["standby"]["spliced"] == true);
+    CHECK(json_str(b, "/standby/replid_taken_over") == old_replid);
+    CHECK(json_str(b, "/proxy/replid2") == old_replid);
+    CHECK(json_int(b, "/proxy/second_offset") == json_int(b, "/standby/takeover_offset") + 1);
+    CHECK(json_str(b, "/proxy/replid") != old_replid);
+    CHECK(http_get(standby.status_port(), "/healthz", 3).status == 200);
+
+    // The replicas are pointed at the new active and go on where they were.
+    for (auto& r : c.replicas) r->client().must({"REPLICAOF", "127.0.0.1", std::to_string(standby.port())});
+    writer.wait_more_rounds(100);
+    writer.stop();
+    CHECK_MESSAGE(writer.error().empty(), writer.error());
+    c.wait_replicas_equal(60);
+    const json after = standby.status();
+    CHECK(json_int(after, "/counters/sync_full") == 0);
+    CHECK(json_int(after, "/counters/sync_partial_ok") == 2);
+    for (auto& r : c.replicas) {
+        CHECK_MESSAGE(r->info_int("stats", "sync_full") == 0, r->name());
+        CHECK_MESSAGE(count_log_lines(r->log_path(), "Full resync from master", false) == 1, r->name());
+        CHECK_MESSAGE(count_log_lines(r->log_path(), "Master accepted a Partial Resynchronization", false) >= 1, r->name());
+    }
+    // One SYNC per proxy on the master: the active's, and the standby's own link.
+    CHECK(c.master.info_int("stats", "sync_full") == 2);
+    check_clean_shutdown(standby);
+}
+
+TEST_CASE("standby: a master that refuses PUBLISH: the standby says it is not aligned, and its takeover is a plain new lineage, never a guessed splice") {
     ProxiedCluster c;
     c.start(1, 100);
+    // PUBLISH refused for the user everyone connects as (the markers cannot be written).
+    c.master.client().must({"ACL", "SETUSER", "default", "-publish"});
     constexpr double kTimeout = 3;
     ProxyProcess standby(c.sandbox, "standby", c.master.port(), standby_options(*c.proxy, kTimeout));
     standby.start();
     RedisServer& replica = *c.replicas[0];
-    std::string old_replid;
     BackgroundWriter writer(c.master.port(), ProxiedCluster::kDbs);
-    writer.wait_more_rounds(100);
-    standby.wait_status("following at the active's offset", 30, [&](const json& s, std::string& st) {
-        st = json_str(s, "/standby/state");
-        return st == "following" && json_str(s, "/proxy/replid") == json_str(c.proxy->status(), "/proxy/replid");
+    writer.wait_more_rounds(50);
+    const json failed = standby.wait_status("the alignment to fail", 30, [&](const json& s, std::string& st) {
+        st = json_str(s, "/standby/alignment/state");
+        return json_int(s, "/standby/alignment/attempts_failed") >= 1;
     });
-    old_replid = json_str(c.proxy->status(), "/proxy/replid");
+    MESSAGE("alignment: " << failed["standby"]["alignment"].dump());
+    CHECK(json_str(failed, "/standby/alignment/last_error").find("marker") != std::string::npos);
+    CHECK(json_str(failed, "/standby/state") == "following");
+    const std::string old_replid = json_str(c.proxy->status(), "/proxy/replid");
 
     ::kill(c.proxy->process().pid(), SIGKILL);
     const auto killed = Clock::now();
@@ -142,19 +201,18 @@ TEST_CASE("standby: the active SIGKILLed: the standby takes over within --standb
     const double took = seconds_since(killed);
     MESSAGE("the standby took over " << took << " s after the kill (--standby-timeout " << kTimeout << ")");
     CHECK(took < kTimeout + 5);
-    CHECK(json_str(b, "/standby/state") == "took_over");
+    CHECK(b["standby"]["spliced"] == false);
     CHECK(json_str(b, "/standby/replid_taken_over") == old_replid);
     const json after = standby.wait_snapshot(30);
-    // A new lineage (no master link of its own was aligned with the active's stream).
-    CHECK(json_str(after, "/proxy/replid") != old_replid);
-    CHECK(json_str(after, "/proxy/role") == "active");
+    CHECK(json_str(after, "/proxy/replid") != old_replid);  // a new lineage
     CHECK(http_get(standby.status_port(), "/healthz", 3).status == 200);
 
-    // The replica is pointed at the new active; writes go on throughout.
     replica.client().must({"REPLICAOF", "127.0.0.1", std::to_string(standby.port())});
     writer.wait_more_rounds(100);
     writer.stop();
     CHECK_MESSAGE(writer.error().empty(), writer.error());
     wait_keyspace_equal(c.master, replica, 60);
+    // The replica full-resynced from the new lineage.
+    CHECK(json_int(standby.status(), "/counters/sync_full") == 1);
     check_clean_shutdown(standby);
 }

@@ -248,7 +248,9 @@ TEST_CASE("status view: a standby's part, and its role in /status, INFO and /met
   json j = json::parse(render_status_json(v));
   CHECK(keys(j["standby"]) == std::set<std::string>{"active", "state", "link_state", "unreachable_seconds",
                                                     "timeout_seconds", "took_over_unix", "takeover_offset",
-                                                    "replid_taken_over", "takeover_reason"});
+                                                    "replid_taken_over", "takeover_reason", "spliced", "alignment"});
+  CHECK(keys(j["standby"]["alignment"]) == std::set<std::string>{"state", "link_state", "last_error", "attempts_failed",
+                                                                 "matched_commands", "ahead_commands", "behind_commands"});
   CHECK(j["proxy"]["role"] == "standby");
   CHECK(j["standby"]["took_over_unix"].is_null());
   CHECK(j["standby"]["takeover_offset"].is_null());
