@@ -189,6 +189,12 @@ bool LiveFeed::on_stream(std::string_view bytes, bool at_boundary, uint64_t mast
     Standby* standby = proxy_.standby_part();
     if (standby && standby->shadow().wants_every_piece()) standby->shadow().on_live_piece(bytes, at_boundary, first);
   }
+  // A takeover marker naming this lineage (proxy/standby.h): superseded.
+  if (!mirrors() && at_boundary &&
+      memmem(bytes.data(), bytes.size(), Refresher::kChannel, std::strlen(Refresher::kChannel)) != nullptr) {
+    proxy_.check_takeover_markers(bytes);
+    if (!proxy_.superseded_by().empty()) return false;  // the link ends, and is not retried (on_lost)
+  }
   // A refresh in progress looks for its markers in the live stream.
   Refresher& refresher = proxy_.refresher();
   if (at_boundary && refresher.active() &&
@@ -227,6 +233,7 @@ uint64_t LiveFeed::ack_offset() { return proxy_.store().upstream().offset; }
 
 void LiveFeed::on_lost(const std::string& /*why*/, bool was_streaming) {
   if (was_streaming) proxy_.upstream_lost();
+  if (!proxy_.superseded_by().empty()) link_->stop();  // nothing more of the master: see Proxy::superseded
 }
 
 void LiveFeed::on_storage_error(const std::string& what) { proxy_.storage_failed(what); }

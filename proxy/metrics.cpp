@@ -79,8 +79,8 @@ std::string render_metrics_text(const StatusView& v) {
   w.sample("psync_proxy_info", 1,
            label("version", v.proxy.version) + "," + label("replid", v.proxy.replid));
   w.metric("psync_proxy_uptime_seconds", "gauge", "Seconds since the proxy started.", v.proxy.uptime_seconds);
-  w.family("psync_proxy_role", "gauge", "The proxy's role (1 for the current one): active, or standby of another.");
-  for (const char* role : {"active", "standby"}) {
+  w.family("psync_proxy_role", "gauge", "The proxy's role (1 for the current one): active, standby of another, or superseded by its standby.");
+  for (const char* role : {"active", "standby", "superseded"}) {
     w.sample("psync_proxy_role", v.proxy.role == role ? 1 : 0, label("role", role));
   }
   w.metric("psync_proxy_start_time_seconds", "gauge", "Unix time the process started (live restarts keep it).",

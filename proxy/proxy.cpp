@@ -29,6 +29,7 @@
 #include "proxy/live_feed.h"
 #include "proxy/refresher.h"
 #include "proxy/standby.h"
+#include "protocol/aligner.h"
 #include "proxy/status_view.h"
 
 namespace psync::proxy {
@@ -36,6 +37,7 @@ namespace psync::proxy {
 namespace {
 const char* kComponent = "proxy";
 const std::string kOwnPing = "*1\r\n$4\r\nPING\r\n";
+
 
 
 
@@ -511,6 +513,46 @@ void Proxy::upstream_lost() {
 }
 
 bool Proxy::is_standby() const { return standby_ && !standby_->active(); }
+
+std::string Proxy::replication_refused() const {
+  if (superseded_by_.empty()) return "";
+  return "psync-proxy: this lineage was taken over by a standby (now replid " + superseded_by_ +
+         "); replicate from the new active";
+}
+
+void Proxy::check_takeover_markers(std::string_view bytes) {
+  if (!superseded_by_.empty() || store_.replid().empty()) return;
+  int64_t db = 0;
+  std::vector<protocol::StreamCommand> cmds;
+  std::string error;
+  protocol::split_commands(bytes, 1, db, cmds, error);  // whole commands only (a piece's tail: ignored)
+  for (const auto& c : cmds) {
+    auto nonce = protocol::marker_nonce(c.bytes, Refresher::kChannel);
+    if (!nonce || !nonce->starts_with(kTakeoverMarker)) continue;
+    // takeover:<old replid>:<new replid>
+    std::string_view rest = nonce->substr(kTakeoverMarker.size());
+    if (rest.size() != 81 || rest[40] != ':') continue;
+    if (rest.substr(0, 40) == store_.replid()) {
+      superseded(std::string(rest.substr(0, 40)), std::string(rest.substr(41)));
+      return;
+    }
+  }
+}
+
+void Proxy::superseded(const std::string& old_replid, const std::string& new_replid) {
+  superseded_by_ = new_replid;
+  LOG_ERROR(kComponent,
+            "a standby took lineage %s over (it goes on as %s): this proxy stops serving replicas and stops "
+            "following the master; restart it as a standby of the new active (--standby-of)",
+            old_replid.c_str(), new_replid.c_str());
+  own_pings_held_ = true;
+  refresher_->abort("the lineage was taken over by a standby");
+  for (auto& s : sessions_) {
+    if (s->past_handshake()) s->close("this proxy's lineage was taken over by a standby (now " + new_replid + ")");
+  }
+  // The live feed ends its link (from inside its callback: LiveFeed::on_stream).
+  notify("STATUS=superseded by a standby (replid " + new_replid + ")");
+}
 
 void Proxy::restart_log_at(uint64_t next) {
   refresher_->abort("the log starts over");

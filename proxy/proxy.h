@@ -133,7 +133,15 @@ class Proxy : public SessionHost {
   // ----- Role (proxy/standby.h) -----
   // "active", or "standby" while following the active given by --standby-of.
   bool is_standby() const;
-  const char* role_name() const { return is_standby() ? "standby" : "active"; }
+  const char* role_name() const { return !superseded_by_.empty() ? "superseded" : is_standby() ? "standby" : "active"; }
+  // A standby took this proxy's lineage over (its PUBLISH takeover marker
+  // came in the master's stream, naming this lineage): the proxy serves no
+  // replica any more, so that one lineage never has two sources.
+  void superseded(const std::string& old_replid, const std::string& new_replid);
+  const std::string& superseded_by() const { return superseded_by_; }
+  std::string replication_refused() const override;
+  // The live feed's bytes held the channel's name: a takeover marker?
+  void check_takeover_markers(std::string_view bytes);
   // The standby part, or null without --standby-of.
   const Standby* standby() const { return standby_.get(); }
   // A standby's feed got a full resync from the active: the log starts over
@@ -227,6 +235,7 @@ class Proxy : public SessionHost {
 
   backlog::LineageStore store_;
   bool own_pings_held_ = false;
+  std::string superseded_by_;  // the replid a standby took this lineage over as
 
   std::unique_ptr<Standby> standby_;  // with --standby-of
   std::unique_ptr<LiveFeed> feed_;  // the upstream link and what it feeds into the store

@@ -539,8 +539,17 @@ void ReplicaSession::cmd_replconf(const std::vector<std::string>& args) {
   reply(protocol::simple_string("OK"));
 }
 
+bool ReplicaSession::refused_replication() {
+  const std::string why = proxy_.replication_refused();
+  if (why.empty()) return false;
+  reply(protocol::error_reply("ERR " + why));
+  close_after_flush_ = true;
+  return true;
+}
+
 void ReplicaSession::cmd_psync(const std::vector<std::string>& args) {
   if (past_handshake()) return;  // already a replica: ignored, as Redis does
+  if (refused_replication()) return;
   if (args.size() != 3) {
     reply(protocol::error_reply("ERR wrong number of arguments for 'psync' command"));
     return;
@@ -580,6 +589,7 @@ void ReplicaSession::cmd_psync(const std::vector<std::string>& args) {
 }
 
 void ReplicaSession::cmd_sync() {
+  if (!past_handshake() && refused_replication()) return;
   if (past_handshake()) return;
   if (!store_.snapshot()) {
     LOG_INFO(kComponent, "client %s sent SYNC before the first snapshot: held until it exists",

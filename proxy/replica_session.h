@@ -84,6 +84,9 @@ class SessionHost {
   virtual std::string role_reply() const = 0;
   // BGSAVE: starts a snapshot refresh; "" or why not.
   virtual std::string start_refresh(const std::string& trigger) = 0;
+  // Why SYNC and PSYNC are refused ("" when they are not): a proxy whose
+  // lineage a standby took over (proxy/standby.h).
+  virtual std::string replication_refused() const { return ""; }
   // The session's handle is closed: the host deletes it.
   virtual void session_closed(ReplicaSession* session) = 0;
   // Every session, in accept order (CLIENT LIST, WAIT).
@@ -200,6 +203,8 @@ class ReplicaSession {
   // Dispatches the commands the parser holds while the replies waiting are
   // under kMaxPendingReplies; false once the session is closing.
   bool dispatch_buffered();
+  // SYNC/PSYNC refused by the host: the error is queued, the session closes after it.
+  bool refused_replication();
   // A new turn of the loop: a full dispatch budget.
   void begin_turn();
   bool output_full() const;

@@ -5,6 +5,7 @@
 
 #include "proxy/live_feed.h"
 #include "proxy/log.h"
+#include "proxy/marker_client.h"
 #include "proxy/proxy.h"
 #include "proxy/refresher.h"
 
@@ -29,7 +30,29 @@ Standby::Standby(Proxy& proxy)
 
 Standby::~Standby() = default;
 
-void Standby::stop() { shadow_->stop(); }
+void Standby::stop() {
+  shadow_->stop();
+  fence_.reset();
+}
+
+void Standby::fence() {
+  const Config& c = proxy_.config();
+  const std::string nonce = std::string(kTakeoverMarker) + replid_taken_over_ + ":" + proxy_.store().replid();
+  MarkerClient::Callbacks cb;
+  cb.on_ready = [this, nonce] {
+    fence_->publish(nonce);
+    LOG_INFO(kComponent, "wrote the takeover marker into the master's stream (an old active that reads it stops "
+             "serving)");
+  };
+  cb.on_failed = [](const std::string& why) {
+    LOG_WARN(kComponent, "cannot write the takeover marker (%s): an old active that comes back is not told",
+             why.c_str());
+  };
+  fence_ = std::make_unique<MarkerClient>(proxy_.loop(), c.upstream, c.masteruser, c.masterauth,
+                                          Refresher::kChannel, std::move(cb));
+  fence_started_ms_ = now_ms();
+  fence_->start();
+}
 
 void Standby::on_new_lineage() { shadow_->abort("the mirrored lineage starts over"); }
 
@@ -60,6 +83,8 @@ double Standby::unreachable_s() const {
 
 void Standby::on_second() {
   shadow_->on_second();
+  // The marker client lives a few seconds: its PUBLISH is written by then.
+  if (fence_ && now_ms() - fence_started_ms_ > 5000) fence_.reset();
   if (state_ == State::kTookOver) return;
   if (state_ == State::kTakingOver) {
     if (shadow_->ready_to_splice() || !shadow_->tracking() || now_ms() - taking_over_since_ms_ >= kCatchUpMs) {
@@ -131,6 +156,7 @@ void Standby::take_over(const std::string& why) {
   }
   spliced_ = static_cast<bool>(splice.link);
   proxy_.become_active(why, splice.link ? &splice : nullptr);
+  if (!replid_taken_over_.empty()) fence();
 }
 
 }  // namespace psync::proxy

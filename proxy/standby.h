@@ -41,11 +41,21 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace psync::proxy {
 
+class MarkerClient;
 class Proxy;
 class Refresher;
+
+// After a takeover the new active writes PUBLISH __psync_proxy__
+// takeover:<old replid>:<new replid> into the master's stream (fencing): an
+// old active that still follows the master (it was frozen, or cut off from
+// the standby only) reads it and stops serving (Proxy::superseded). So one
+// lineage never has two sources for long; it needs a master that takes
+// PUBLISH, as the splice does.
+inline constexpr std::string_view kTakeoverMarker = "takeover:";
 
 class Standby {
  public:
@@ -82,8 +92,13 @@ class Standby {
   void take_over(const std::string& why);
   void maybe_align();
 
+  // Writes the takeover marker (see kTakeoverMarker).
+  void fence();
+
   Proxy& proxy_;
   std::unique_ptr<Refresher> shadow_;
+  std::unique_ptr<MarkerClient> fence_;
+  uint64_t fence_started_ms_ = 0;
   State state_ = State::kFollowing;
   uint64_t taking_over_since_ms_ = 0;
   bool spliced_ = false;

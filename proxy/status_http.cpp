@@ -219,6 +219,11 @@ std::string StatusServer::respond(Proxy* proxy, const std::string& method, const
   if (path == "/healthz") {
     // Ready once there is a snapshot to serve replicas from, and only the
     // active: a Service or a load balancer sends replicas to it alone.
+    if (proxy && !proxy->superseded_by().empty()) {
+      return http_response(503, "Service Unavailable", "text/plain",
+                           "superseded: a standby took this lineage over (now " + proxy->superseded_by() + ")\n",
+                           head);
+    }
     if (proxy && proxy->is_standby()) {
       return http_response(503, "Service Unavailable", "text/plain",
                            "standby: following the active at " + proxy->config().standby_of.str() + "\n", head);

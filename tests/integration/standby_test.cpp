@@ -14,6 +14,7 @@
 #include "tests/support/fault_helpers.h"
 #include "tests/support/http.h"
 #include "tests/support/keyspace.h"
+#include "tests/support/scripted_replica.h"
 #include "tests/support/test_context.h"
 #include "tests/support/workload.h"
 
@@ -215,4 +216,56 @@ TEST_CASE("standby: a master that refuses PUBLISH: the standby says it is not al
     // The replica full-resynced from the new lineage.
     CHECK(json_int(standby.status(), "/counters/sync_full") == 1);
     check_clean_shutdown(standby);
+}
+
+TEST_CASE("standby: the active SIGSTOPped past the timeout, then continued: it reads the takeover marker and stops serving; exactly one active, and the replicas end equal to the master") {
+    ProxiedCluster c;
+    c.start(1, 100);
+    constexpr double kTimeout = 3;
+    ProxyProcess standby(c.sandbox, "standby", c.master.port(), standby_options(*c.proxy, kTimeout));
+    standby.start();
+    BackgroundWriter writer(c.master.port(), ProxiedCluster::kDbs);
+    standby.wait_status("the own master link aligned", 60, [&](const json& s, std::string& st) {
+        st = json_str(s, "/standby/alignment/state") + " " + json_str(s, "/standby/alignment/last_error");
+        return json_str(s, "/standby/alignment/state") == "tracking";
+    });
+    const std::string old_replid = json_str(c.proxy->status(), "/proxy/replid");
+    const pid_t active_pid = c.proxy->process().pid();
+    ::kill(active_pid, SIGSTOP);
+    const auto stopped = Clock::now();
+    // A frozen active keeps its sockets open: noticed once it has been silent past its PING
+    // period (10 s) plus 2 s, and the timeout.
+    const json b = standby.wait_status("the standby to take over", 30, [&](const json& s, std::string& st) {
+        st = json_str(s, "/standby/state");
+        return json_str(s, "/proxy/role") == "active";
+    });
+    MESSAGE("the standby took over " << seconds_since(stopped) << " s after SIGSTOP");
+    CHECK(b["standby"]["spliced"] == true);
+    ::kill(active_pid, SIGCONT);
+    // The old active reads the master's stream it had buffered, the takeover marker in it.
+    const json a = c.proxy->wait_status("the old active to step down", 20, [&](const json& s, std::string& st) {
+        st = json_str(s, "/proxy/role");
+        return st == "superseded";
+    });
+    CHECK(json_str(a, "/proxy/replid") == old_replid);
+    CHECK(http_get(c.proxy->status_port(), "/healthz", 3).status == 503);
+    CHECK(http_get(standby.status_port(), "/healthz", 3).status == 200);
+    // It refuses replicas now; its replica goes to the new active.
+    {
+        ScriptedReplica probe(c.proxy->port());
+        probe.send("PSYNC ? -1\r\n");
+        const std::string line = probe.read_line(5);
+        CHECK_MESSAGE(line.rfind("-ERR psync-proxy: this lineage was taken over", 0) == 0, line);
+    }
+    RedisServer& replica = *c.replicas[0];
+    replica.client().must({"REPLICAOF", "127.0.0.1", std::to_string(standby.port())});
+    writer.wait_more_rounds(100);
+    writer.stop();
+    CHECK_MESSAGE(writer.error().empty(), writer.error());
+    wait_keyspace_equal(c.master, replica, 60);
+    // Exactly one active.
+    CHECK(json_str(c.proxy->status(), "/proxy/role") == "superseded");
+    CHECK(json_str(standby.status(), "/proxy/role") == "active");
+    check_clean_shutdown(standby);
+    check_clean_shutdown(*c.proxy);
 }
