@@ -1,5 +1,6 @@
 #include "proxy/live_feed.h"
 
+#include "protocol/text.h"
 #include "proxy/log.h"
 #include "proxy/proxy.h"
 #include "proxy/refresher.h"
@@ -76,7 +77,9 @@ std::optional<backlog::UpstreamPosition> LiveFeed::resume_point() {
   // A mirror resumes where its own log ends: the offsets are the active's.
   if (mirrors()) {
     const backlog::LineageStore& store = proxy_.store();
-    if (store.replid().empty() || store.upstream().replid != store.replid()) return std::nullopt;
+    // (A proxy that was active before, back as a standby, resumes its own
+    // lineage the same way: the new active may hold it as replid2.)
+    if (store.replid().empty() || mirror_broken_) return std::nullopt;
     return backlog::UpstreamPosition{store.replid(), store.committed_end()};
   }
   return proxy_.store().upstream();
@@ -85,6 +88,7 @@ std::optional<backlog::UpstreamPosition> LiveFeed::resume_point() {
 bool LiveFeed::mirror_mismatch(const std::string& what) {
   LOG_ERROR("active", "the active's stream cannot be mirrored: %s; a full resync from it follows", what.c_str());
   proxy_.store().forget_upstream();
+  mirror_broken_ = true;
   return false;
 }
 
@@ -140,6 +144,7 @@ void LiveFeed::on_commit_done(uv_work_t* req, int /*status*/) {
   // A PSYNC'd transfer can be resumed later; a SYNC one cannot.
   const uint64_t master_base = c->full_resync ? c->full_resync->offset : 0;
   if (self->mirrors()) {
+    self->mirror_broken_ = false;
     // The log starts over at the active's offset.
     try {
       self->proxy_.restart_log_at(master_base + 1);
@@ -155,10 +160,23 @@ void LiveFeed::on_commit_done(uv_work_t* req, int /*status*/) {
 }
 
 bool LiveFeed::on_continue(const std::string& replid, uint64_t offset) {
-  if (mirrors() && replid != proxy_.store().replid()) {
-    // The active went on under a new replid (it took over from another):
-    // following it would need this store to switch too. Not done: full resync.
-    return mirror_mismatch("the active continued under another replid (" + replid + ")");
+  backlog::LineageStore& store = proxy_.store();
+  if (mirrors() && replid != store.replid()) {
+    // The active goes on under a new replid: it took this lineage over (this
+    // proxy may be the old active, back as its standby). It accepted our
+    // offset for the old one, so the mirror switches as a Redis replica does:
+    // the old replid becomes replid2.
+    if (!protocol::is_replid(replid)) return mirror_mismatch("the active continued without a replid");
+    try {
+      const std::string old = store.replid();
+      store.switch_replid(replid);
+      LOG_INFO("active", "the active went on as %s (lineage %s taken over): the mirror follows, replid2 %s up to "
+               "offset %llu", replid.c_str(), old.c_str(), old.c_str(),
+               static_cast<unsigned long long>(store.second_offset()));
+    } catch (const std::exception& e) {
+      proxy_.storage_failed(std::string("cannot record the new replid: ") + e.what());
+      return mirror_mismatch(std::string("cannot switch to the active's new replid: ") + e.what());
+    }
   }
   proxy_.store().set_upstream(replid, offset);
   LOG_INFO("upstream", "the lineage goes on from master offset %llu: replicas keep their place",
@@ -238,6 +256,9 @@ void LiveFeed::on_lost(const std::string& /*why*/, bool was_streaming) {
 
 void LiveFeed::on_storage_error(const std::string& what) { proxy_.storage_failed(what); }
 
-void LiveFeed::on_bad_stream() { proxy_.store().forget_upstream(); }
+void LiveFeed::on_bad_stream() {
+  proxy_.store().forget_upstream();
+  mirror_broken_ = mirrors();
+}
 
 }  // namespace psync::proxy

@@ -76,6 +76,7 @@ class LiveFeed : public LinkConsumer {
   Source source_;
   std::unique_ptr<Link> link_;
   bool stopped_ = false;
+  bool mirror_broken_ = false;  // the mirror cannot be resumed: a full resync from the active next
   Commit* committing_ = nullptr;  // the snapshot commit running off the loop
 };
 

@@ -125,6 +125,9 @@ TEST_CASE("standby: the active SIGKILLed under writes in dbs 0, 1, 5: the standb
     constexpr double kTimeout = 3;
     ProxyProcess standby(c.sandbox, "standby", c.master.port(), standby_options(*c.proxy, kTimeout));
     standby.start();
+    // A replica of the standby itself: it is never disconnected.
+    RedisServer own(c.sandbox, "replica-of-standby", replica_options(standby.port()));
+    own.start();
     BackgroundWriter writer(c.master.port(), ProxiedCluster::kDbs);
     writer.wait_more_rounds(50);
     // Its own master link (one SYNC) placed in the active's stream, then tracked.
@@ -161,7 +164,7 @@ TEST_CASE("standby: the active SIGKILLed under writes in dbs 0, 1, 5: the standb
     CHECK_MESSAGE(writer.error().empty(), writer.error());
     c.wait_replicas_equal(60);
     const json after = standby.status();
-    CHECK(json_int(after, "/counters/sync_full") == 0);
+    CHECK(json_int(after, "/counters/sync_full") == 1);  // its own replica's first sync, before the kill
     CHECK(json_int(after, "/counters/sync_partial_ok") == 2);
     for (auto& r : c.replicas) {
         CHECK_MESSAGE(r->info_int("stats", "sync_full") == 0, r->name());
@@ -170,6 +173,27 @@ TEST_CASE("standby: the active SIGKILLed under writes in dbs 0, 1, 5: the standb
     }
     // One SYNC per proxy on the master: the active's, and the standby's own link.
     CHECK(c.master.info_int("stats", "sync_full") == 2);
+    wait_keyspace_equal(c.master, own, 60);
+    CHECK(count_log_lines(own.log_path(), "Full resync from master", false) == 1);
+    CHECK(count_log_lines(own.log_path(), "Connection with master lost", false) == 0);
+
+    // The old active comes back as the standby of the new one, from its data directory: it
+    // continues its lineage under the new replid (PSYNC of the old one, within replid2).
+    ProxyOptions back = standby_options(standby, 10);
+    back.data_dir = c.proxy->data_dir();
+    ProxyProcess returned(c.sandbox, "returned", c.master.port(), back);
+    returned.start();
+    const json r = returned.wait_status("the old active to follow the new one", 30, [&](const json& s, std::string& st) {
+        st = json_str(s, "/proxy/role") + " " + json_str(s, "/proxy/replid");
+        return json_str(s, "/proxy/replid") == json_str(standby.status(), "/proxy/replid") &&
+               json_int(s, "/proxy/offset") == json_int(standby.status(), "/proxy/offset");
+    });
+    CHECK(json_str(r, "/proxy/role") == "standby");
+    CHECK(json_str(r, "/proxy/replid2") == old_replid);
+    CHECK(json_int(standby.status(), "/counters/sync_full") == 1);  // it continued, no full resync
+    CHECK(json_int(standby.status(), "/counters/sync_partial_ok") == 3);
+    CHECK(http_get(returned.status_port(), "/healthz", 3).status == 503);
+    check_clean_shutdown(returned);
     check_clean_shutdown(standby);
 }
 
