@@ -30,6 +30,7 @@ std::string render_info(const StatusView& v, std::string_view section) {
     add("redis_version:7.0.0");
     add("psync_proxy_version:" + v.proxy.build);
     add("psync_proxy_role:" + v.proxy.role);
+    add("psync_proxy_offset:" + std::to_string(v.proxy.offset));
     add("redis_mode:standalone");
     add(std::string("os:") + u.sysname + " " + u.release + " " + u.machine);
     add("arch_bits:64");

@@ -514,14 +514,26 @@ void Link::handle_handshake_reply(char type, const std::string& body) {
     LOG_DEBUG(component_, "master answered %.*s with -%s (ignored)", static_cast<int>(cmd.size()),
               cmd.data(), protocol::peer_text(body).c_str());
   } else if (type == '$' && step == Step::kInfo) {
-    master_version_.clear();
-    size_t at = body.find("redis_version:");
-    if (at != std::string::npos) {
-      at += 14;
-      size_t end = body.find_first_of("\r\n", at);
-      master_version_ = protocol::peer_text(std::string_view(body).substr(at, end - at), 32);
-      LOG_INFO(component_, "the master is Redis %s", master_version_.c_str());
-    }
+    // One "name:value" line of the reply ("" when absent), ASCII-safe.
+    auto field = [&body](std::string_view name, size_t max) -> std::string {
+      size_t at = 0;
+      while ((at = body.find(name, at)) != std::string::npos) {
+        if ((at == 0 || body[at - 1] == '\n') && at + name.size() < body.size() && body[at + name.size()] == ':') {
+          const size_t from = at + name.size() + 1;
+          const size_t end = body.find_first_of("\r\n", from);
+          return protocol::peer_text(std::string_view(body).substr(from, end - from), max);
+        }
+        at += name.size();
+      }
+      return "";
+    };
+    master_version_ = field("redis_version", 32);
+    if (!master_version_.empty()) LOG_INFO(component_, "the master is Redis %s", master_version_.c_str());
+    // Another psync-proxy says what it is (a standby's peer, proxy/standby.h).
+    peer_.role = field("psync_proxy_role", 16);
+    peer_.run_id = field("run_id", 40);
+    peer_.offset = protocol::parse_u64(field("psync_proxy_offset", 20)).value_or(0);
+    peer_.seen_ms = now_ms();
   } else if (type != '+' && type != ':' && type != '$') {
     fail("unexpected handshake reply: " + protocol::peer_text(std::string(1, type) + body.substr(0, 200), 200));
     return;

@@ -119,6 +119,15 @@ class Link : private protocol::PayloadSink, private protocol::StreamSink {
   // redis_version from the master's INFO server ("" when not allowed), as
   // protocol::peer_text() gives it. Every peer string kept here is ASCII-safe.
   const std::string& master_version() const { return master_version_; }
+  // What the peer's INFO server said of it at the last handshake, when it is
+  // a psync-proxy (role "" otherwise).
+  struct PeerInfo {
+    std::string role;     // psync_proxy_role: active, standby, superseded
+    std::string run_id;
+    uint64_t offset = 0;  // psync_proxy_offset: its committed end
+    uint64_t seen_ms = 0;  // when (0: never)
+  };
+  const PeerInfo& peer() const { return peer_; }
   uint64_t partial_resyncs() const { return partial_resyncs_; }
   bool link_up() const { return state_ == State::kStreaming; }
   const std::string& last_error() const { return last_error_; }
@@ -243,6 +252,7 @@ class Link : private protocol::PayloadSink, private protocol::StreamSink {
   Mode mode_ = Mode::kUnknown;
   bool psync_sent_ = false;
   std::string master_version_;
+  PeerInfo peer_;
   // Master offset of the byte before stream position 0 of the normalizer:
   // master offset = master_base_ + a position the normalizer reports.
   uint64_t master_base_ = 0;

@@ -580,6 +580,13 @@ void Proxy::become_active(const std::string& why, Refresher::Splice* splice) {
       own_pings_held_ = true;
     }
   }
+  // Replicas go and come back at once: a Redis replica learns the new
+  // replid only from +CONTINUE <replid> (as when a Redis master's replid
+  // changes); one that streamed on past the switch point would full-resync
+  // at its next reconnect, its replid being the old one.
+  for (auto& s : sessions_) {
+    if (s->past_handshake()) s->close("the lineage goes on under a new replid: reconnect for +CONTINUE");
+  }
   // The feed of the active goes; the master is followed from here on.
   feed_->stop();
   retired_feeds_.push_back(std::move(feed_));

@@ -121,10 +121,31 @@ void Standby::on_second() {
              silent ? "no byte from it" : (link.last_error().empty() ? "not connected" : link.last_error().c_str()),
              c.standby_timeout_s);
   }
-  if (unreachable_s() >= c.standby_timeout_s) {
-    take_over("the active at " + c.standby_of.str() + " was unreachable for " +
-              std::to_string(static_cast<int64_t>(unreachable_s())) + " s");
+  if (unreachable_s() < c.standby_timeout_s) return;
+  // Two standbys of each other (a pair started together, or both restarted):
+  // the peer answers but is no active. Exactly one of them takes over: the
+  // one with more of the lineage, else the smaller run_id; the other goes on
+  // following, and follows the new active.
+  const Link::PeerInfo& peer = link.peer();
+  const bool peer_is_standby = peer.role == "standby" && peer.seen_ms != 0 &&
+                               (link.state() == Link::State::kStreaming || now - peer.seen_ms < 30'000);
+  if (peer_is_standby) {
+    const uint64_t mine = proxy_.store().snapshot() ? proxy_.store().committed_end() : 0;
+    const bool preferred = mine != peer.offset ? mine > peer.offset : process_run_id() < peer.run_id;
+    if (!preferred) {
+      if (!waiting_for_peer_) {
+        LOG_INFO(kComponent, "the peer at %s is a standby too, with %s of the lineage: it takes over, this proxy "
+                 "follows it", c.standby_of.str().c_str(), peer.offset > mine ? "more" : "as much");
+      }
+      waiting_for_peer_ = true;
+      return;
+    }
   }
+  waiting_for_peer_ = false;
+  take_over(peer_is_standby ? "the peer at " + c.standby_of.str() + " is a standby too, and this proxy has " +
+                                  (proxy_.store().committed_end() > peer.offset ? "more of the lineage" : "the smaller run_id")
+                            : "the active at " + c.standby_of.str() + " was unreachable for " +
+                                  std::to_string(static_cast<int64_t>(unreachable_s())) + " s");
 }
 
 void Standby::take_over(const std::string& why) {

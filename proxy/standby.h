@@ -105,6 +105,7 @@ class Standby {
   uint64_t next_align_ms_ = 0;
   uint64_t align_backoff_ms_ = 0;
   uint64_t failures_seen_ = 0;
+  bool waiting_for_peer_ = false;  // the peer is a standby too, and the one to take over
   uint64_t unreachable_since_ms_ = 0;
   int64_t took_over_unix_ = 0;
   uint64_t takeover_offset_ = 0;

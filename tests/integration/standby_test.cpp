@@ -14,6 +14,7 @@
 #include "tests/support/fault_helpers.h"
 #include "tests/support/http.h"
 #include "tests/support/keyspace.h"
+#include "tests/support/ports.h"
 #include "tests/support/scripted_replica.h"
 #include "tests/support/test_context.h"
 #include "tests/support/workload.h"
@@ -125,7 +126,8 @@ TEST_CASE("standby: the active SIGKILLed under writes in dbs 0, 1, 5: the standb
     constexpr double kTimeout = 3;
     ProxyProcess standby(c.sandbox, "standby", c.master.port(), standby_options(*c.proxy, kTimeout));
     standby.start();
-    // A replica of the standby itself: it is never disconnected.
+    // A replica of the standby itself: at the takeover it reconnects at once, as Redis replicas
+    // do when their master's replid changes, and continues (+CONTINUE <new replid>).
     RedisServer own(c.sandbox, "replica-of-standby", replica_options(standby.port()));
     own.start();
     BackgroundWriter writer(c.master.port(), ProxiedCluster::kDbs);
@@ -165,7 +167,7 @@ TEST_CASE("standby: the active SIGKILLed under writes in dbs 0, 1, 5: the standb
     c.wait_replicas_equal(60);
     const json after = standby.status();
     CHECK(json_int(after, "/counters/sync_full") == 1);  // its own replica's first sync, before the kill
-    CHECK(json_int(after, "/counters/sync_partial_ok") == 2);
+    CHECK(json_int(after, "/counters/sync_partial_ok") == 3);  // the two replicas, and its own one
     for (auto& r : c.replicas) {
         CHECK_MESSAGE(r->info_int("stats", "sync_full") == 0, r->name());
         CHECK_MESSAGE(count_log_lines(r->log_path(), "Full resync from master", false) == 1, r->name());
@@ -175,7 +177,7 @@ TEST_CASE("standby: the active SIGKILLed under writes in dbs 0, 1, 5: the standb
     CHECK(c.master.info_int("stats", "sync_full") == 2);
     wait_keyspace_equal(c.master, own, 60);
     CHECK(count_log_lines(own.log_path(), "Full resync from master", false) == 1);
-    CHECK(count_log_lines(own.log_path(), "Connection with master lost", false) == 0);
+    CHECK(count_log_lines(own.log_path(), "Master accepted a Partial Resynchronization", false) >= 1);
 
     // The old active comes back as the standby of the new one, from its data directory: it
     // continues its lineage under the new replid (PSYNC of the old one, within replid2).
@@ -191,7 +193,7 @@ TEST_CASE("standby: the active SIGKILLed under writes in dbs 0, 1, 5: the standb
     CHECK(json_str(r, "/proxy/role") == "standby");
     CHECK(json_str(r, "/proxy/replid2") == old_replid);
     CHECK(json_int(standby.status(), "/counters/sync_full") == 1);  // it continued, no full resync
-    CHECK(json_int(standby.status(), "/counters/sync_partial_ok") == 3);
+    CHECK(json_int(standby.status(), "/counters/sync_partial_ok") == 4);
     CHECK(http_get(returned.status_port(), "/healthz", 3).status == 503);
     check_clean_shutdown(returned);
     check_clean_shutdown(standby);
@@ -292,4 +294,77 @@ TEST_CASE("standby: the active SIGSTOPped past the timeout, then continued: it r
     CHECK(json_str(standby.status(), "/proxy/role") == "active");
     check_clean_shutdown(standby);
     check_clean_shutdown(*c.proxy);
+}
+
+TEST_CASE("standby: a pair, each the --standby-of the other, started together: exactly one is active; killed, the other takes over; restarted with the same flags, it follows the new active") {
+    ProxiedCluster c;
+    c.start(0, 100);  // the cluster's own proxy is not used: the pair replaces it
+    c.proxy->stop();
+    constexpr double kTimeout = 3;
+    // Ports first (a pair names each other), then both start.
+    const int pa = pick_free_port(), pb = pick_free_port();
+    auto pair_options = [&](int peer, const std::string& dir) {
+        ProxyOptions o;
+        o.extra_args = {"--standby-of", "127.0.0.1:" + std::to_string(peer), "--standby-timeout",
+                        std::to_string(static_cast<int>(kTimeout))};
+        o.data_dir = dir;
+        return o;
+    };
+    auto a2 = std::make_unique<ProxyProcess>(c.sandbox, "pair-a", c.master.port(), pair_options(pb, ""));
+    auto b2 = std::make_unique<ProxyProcess>(c.sandbox, "pair-b", c.master.port(), pair_options(pa, ""));
+    a2->start_on(pa, pick_free_port());
+    b2->start_on(pb, pick_free_port());
+    auto roles = [&] { return json_str(a2->status(), "/proxy/role") + "/" + json_str(b2->status(), "/proxy/role"); };
+    wait_until("one of the pair to become active", 30, [&] {
+        const std::string r = roles();
+        return r == "active/standby" || r == "standby/active";
+    });
+    ProxyProcess* active = json_str(a2->status(), "/proxy/role") == "active" ? a2.get() : b2.get();
+    ProxyProcess* other = active == a2.get() ? b2.get() : a2.get();
+    active->wait_snapshot(30);
+    // The other follows it, and aligns a master link of its own.
+    other->wait_status("the other to follow and align", 60, [&](const json& s, std::string& st) {
+        st = json_str(s, "/standby/state") + " " + json_str(s, "/standby/alignment/state");
+        return json_str(s, "/standby/alignment/state") == "tracking";
+    });
+    sleep_ms(3000);
+    CHECK(roles().find("active") != std::string::npos);
+    CHECK(json_str(active->status(), "/proxy/role") == "active");  // still exactly one
+    CHECK(json_str(other->status(), "/proxy/role") == "standby");
+
+    RedisServer replica(c.sandbox, "replica", replica_options(active->port()));
+    replica.start();
+    BackgroundWriter writer(c.master.port(), ProxiedCluster::kDbs);
+    writer.wait_more_rounds(50);
+    wait_keyspace_equal(c.master, replica, 30);
+
+    // The active dies: the other takes over (spliced); the replica goes to it.
+    const int dead_port = active->port(), dead_status = active->status_port();
+    const std::string dead_dir = active->data_dir();
+    ::kill(active->process().pid(), SIGKILL);
+    other->wait_status("the other to take over", kTimeout + 10, [&](const json& s, std::string& st) {
+        st = json_str(s, "/standby/state");
+        return json_str(s, "/proxy/role") == "active";
+    });
+    CHECK(other->status()["standby"]["spliced"] == true);
+    replica.client().must({"REPLICAOF", "127.0.0.1", std::to_string(other->port())});
+
+    // The dead one restarts with the same flags: it finds the other active and follows it.
+    const int peer_port = other->port();
+    ProxyProcess back(c.sandbox, "pair-back", c.master.port(), pair_options(peer_port, dead_dir));
+    back.start_on(dead_port, dead_status);
+    const json r = back.wait_status("the restarted one to follow", 30, [&](const json& s, std::string& st) {
+        st = json_str(s, "/proxy/role") + " " + json_str(s, "/standby/state");
+        return json_str(s, "/proxy/replid") == json_str(other->status(), "/proxy/replid");
+    });
+    CHECK(json_str(r, "/proxy/role") == "standby");
+    writer.wait_more_rounds(100);
+    writer.stop();
+    CHECK_MESSAGE(writer.error().empty(), writer.error());
+    wait_keyspace_equal(c.master, replica, 60);
+    CHECK(count_log_lines(replica.log_path(), "Full resync from master", false) == 1);
+    CHECK(json_str(other->status(), "/proxy/role") == "active");
+    CHECK(json_str(back.status(), "/proxy/role") == "standby");
+    check_clean_shutdown(back);
+    check_clean_shutdown(*other);
 }

@@ -38,6 +38,12 @@ public:
     // Starts the proxy and waits until GET /healthz answers 200. The first start picks free
     // ports (retrying on a port race); a restart reuses the ports and the data directory.
     void start();
+    // The first start on these ports (a pair of proxies that name each other's port).
+    void start_on(int port, int status_port) {
+        port_ = port;
+        status_port_ = status_port;
+        start();
+    }
     // SIGTERM (then SIGKILL after a timeout). Returns the exit code.
     int stop();
     bool running() { return process_.running(); }
