@@ -742,7 +742,7 @@ void Proxy::on_keepalive_timer(uv_timer_t* t) {
     s->on_second(now);
   }
   if (self->standby_) self->standby_->on_second();
-  if (!self->is_standby()) self->refresher_->on_second();
+  if (self->superseded_by_.empty()) self->refresher_->on_second();
   self->live_restart_->on_second();
   self->trim_log();
   self->store_.flush();
@@ -829,8 +829,10 @@ void Proxy::resume_after_failed_handover(const std::string& tail) {
 // ---------------------------------------------------------------- INFO / ROLE
 
 std::string Proxy::start_refresh(const std::string& trigger) {
-  // A standby's snapshot is the active's, at the active's offset.
-  if (is_standby()) return "a standby does not refresh its snapshot (it mirrors the active's lineage)";
+  if (!superseded_by_.empty()) return "this proxy's lineage was taken over by a standby";
+  // A standby refreshes its own snapshot as the active does: the markers go
+  // through the master into the active's stream, which it mirrors, and the
+  // snapshot is placed at an offset of that log (nothing is written to it).
   return refresher_->start(trigger);
 }
 

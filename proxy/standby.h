@@ -10,8 +10,10 @@
 // While following, the proxy's live feed mirrors the active (proxy/live_feed.h:
 // the same replid, the same offsets, the same bytes): replicas may be served
 // by either proxy and PSYNC from one to the other. The proxy writes nothing of
-// its own into that log (no PINGs, no refreshed snapshots): it would no longer
-// be the active's.
+// its own into that log (no PINGs): it would no longer be the active's. It
+// refreshes its own snapshot as the active does (proxy/refresher.h): that
+// places an RDB at an offset of the log and writes nothing to it, so its
+// retention works as the active's.
 //
 // At the takeover the lineage goes on under a new replid, the old one kept as
 // replid2 up to the committed end + 1 (backlog::LineageStore::switch_replid),

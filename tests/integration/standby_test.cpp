@@ -112,10 +112,29 @@ TEST_CASE("standby: mirrors the active byte for byte (same replid, same offsets)
     CHECK(sc.command({"INFO", "server"}).str.find("psync_proxy_role:standby") != std::string::npos);
     CHECK(http_get(standby.status_port(), "/metrics", 3).body.find("psync_proxy_role{role=\"standby\"} 1") !=
           std::string::npos);
-    // A standby's snapshot is the active's: no refresh of its own.
-    CHECK(sc.command({"BGSAVE"}).is_error());
-    // The master was asked for one SYNC: the active's.
-    CHECK(c.master.info_int("stats", "sync_full") == 1);
+    // A standby refreshes its own snapshot within the mirrored lineage (a fork on the master):
+    // its log can then be trimmed as the active's is.
+    standby.wait_status("the own master link aligned", 60, [&](const json& s, std::string& st) {
+        st = json_str(s, "/standby/alignment/state") + " " + json_str(s, "/standby/alignment/last_error");
+        return json_str(s, "/standby/alignment/state") == "tracking";
+    });
+    const int64_t snap_before = json_int(b, "/snapshot/offset");
+    CHECK_FALSE(sc.command({"BGSAVE"}).is_error());
+    const json refreshed = standby.wait_status("the standby's refresh", 30, [&](const json& s, std::string& st) {
+        st = json_str(s, "/refresh/state") + " " + json_str(s, "/refresh/last_error");
+        return json_int(s, "/refresh/done") >= 1;
+    });
+    CHECK(json_int(refreshed, "/snapshot/offset") > snap_before);
+    CHECK(json_str(refreshed, "/proxy/replid") == replid);
+    CHECK(json_str(refreshed, "/proxy/role") == "standby");
+    // SYNCs on the master: the active's, the standby's own link (aligned with the active's
+    // stream), its refresh.
+    CHECK_MESSAGE(c.master.info_int("stats", "sync_full") == 3, standby.status()["standby"].dump());
+    // A replica started after the refresh full-resyncs from the standby's new snapshot.
+    RedisServerOptions late = replica_options(standby.port());
+    c.replicas.push_back(std::make_unique<RedisServer>(c.sandbox, "late-replica-of-standby", late));
+    c.replicas.back()->start();
+    c.wait_replicas_equal();
     check_clean_shutdown(standby);
     check_clean_shutdown(*c.proxy);
 }
