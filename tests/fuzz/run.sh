@@ -18,7 +18,7 @@ shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
   TARGETS=(fuzz_request_parser fuzz_legacy_stream fuzz_payload_reader fuzz_http_request fuzz_status_render
-           fuzz_aligner)
+           fuzz_aligner fuzz_stream_tracker)
 fi
 case "$SECONDS_EACH" in
   ''|*[!0-9]*) echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2 ;;
