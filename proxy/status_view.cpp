@@ -80,7 +80,7 @@ StatusView Proxy::status_view() const {
   v.proxy.blocked_clients = clients_in_wait();
   v.proxy.commands_since_snapshot = commands_since_snapshot();
 
-  v.upstream.address = config_.upstream.str();
+  v.upstream.address = up.options().address.str();  // a standby: the active it follows
   v.upstream.state = Link::state_name(up.state());
   v.upstream.link_up = up.link_up();
   v.upstream.last_error = up.last_error();
