@@ -20,26 +20,67 @@
 // compared with the first held one: the same (db, bytes) drops both; another
 // one means the two are not the same stream after all (a missed byte, a
 // guessed alignment): the tracker fails for good, with the reason, and
-// nothing it holds may be used. Memory is bounded: more than max_held bytes
-// held on either side fails it too.
+// nothing it holds may be used. What is held is bounded: more than max_held
+// bytes held on either side fails it too. Where it is held is the caller's
+// choice (HeldCommands): in memory here, or in memory and then a file
+// (backlog/spill_queue.h), so that a side far ahead costs disk, not memory.
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
 namespace psync::protocol {
 
+struct HeldCommand {
+  int64_t db = 0;
+  std::string bytes;  // its RESP multibulk encoding
+};
+
+// A FIFO of the commands one side holds. push() and front() may throw
+// std::runtime_error (a file that cannot be written or read back).
+class HeldCommands {
+ public:
+  virtual ~HeldCommands() = default;
+  virtual void push(int64_t db, std::string_view bytes) = 0;
+  virtual bool empty() const = 0;
+  virtual uint64_t size() const = 0;   // commands
+  virtual uint64_t bytes() const = 0;  // their bytes
+  virtual const HeldCommand& front() = 0;
+  virtual void pop() = 0;
+  // Every command, oldest first.
+  virtual void for_each(const std::function<void(const HeldCommand&)>& f) = 0;
+  virtual void clear() = 0;
+};
+
+// HeldCommands in memory.
+class MemoryHeld : public HeldCommands {
+ public:
+  void push(int64_t db, std::string_view bytes) override;
+  bool empty() const override { return q_.empty(); }
+  uint64_t size() const override { return q_.size(); }
+  uint64_t bytes() const override { return bytes_; }
+  const HeldCommand& front() override { return q_.front(); }
+  void pop() override;
+  void for_each(const std::function<void(const HeldCommand&)>& f) override;
+  void clear() override;
+
+ private:
+  std::deque<HeldCommand> q_;
+  uint64_t bytes_ = 0;
+};
+
 class StreamTracker {
  public:
-  struct Command {
-    int64_t db = 0;
-    std::string bytes;  // its RESP multibulk encoding
-  };
+  using Command = HeldCommand;
 
-  // Both streams start right after the same command, in db 0.
-  explicit StreamTracker(uint64_t max_held = 64ull << 20);
+  // Both streams start right after the same command, in db 0. ahead and
+  // behind: where each side's commands are held (in memory when null).
+  explicit StreamTracker(uint64_t max_held = 64ull << 20, std::unique_ptr<HeldCommands> ahead = nullptr,
+                         std::unique_ptr<HeldCommands> behind = nullptr);
 
   // Normalized stream bytes (RESP multibulk, as the proxy logs them and as
   // protocol::LegacyStream delivers them), in pieces: at_boundary says the
@@ -50,10 +91,11 @@ class StreamTracker {
   bool failed() const { return !error_.empty(); }
   const std::string& error() const { return error_; }
 
-  // The own link's commands past the live stream's end, oldest first.
-  const std::deque<Command>& ahead() const { return ahead_; }
+  // The own link's commands past the live stream's end.
+  uint64_t ahead() const { return ahead_->size(); }
+  uint64_t ahead_bytes() const { return ahead_->bytes(); }
   // Live commands not yet seen on the own link.
-  size_t behind() const { return behind_.size(); }
+  uint64_t behind() const { return behind_->size(); }
   // The db in effect at the end of each stream's whole commands.
   int64_t live_db() const { return live_db_; }
   int64_t own_db() const { return own_db_; }
@@ -64,20 +106,22 @@ class StreamTracker {
   uint64_t matched() const { return matched_; }
 
   // The bytes a takeover appends to the live stream so that it goes on as
-  // the own link: `ahead()` with a SELECT before each change of db (from
-  // live_db()), then a SELECT to own_db() if the own link's db differs from
-  // the last one written. Only when behind() == 0 and not failed.
-  std::string splice() const;
+  // the own link: the commands ahead, oldest first, with a SELECT before each
+  // change of db (from live_db()), then a SELECT to own_db() if the own
+  // link's db differs from the last one written; given to `out` in pieces.
+  // Only when behind() == 0 and not failed (else nothing); false when what
+  // is held cannot be read back (error() says why).
+  bool splice(const std::function<void(std::string_view)>& out);
+  // The same, as one string (tests).
+  std::string splice();
 
  private:
   bool feed(std::string_view bytes, bool at_boundary, bool live);
   bool fail(std::string why);
 
   uint64_t max_held_;
-  std::deque<Command> ahead_;
-  std::deque<Command> behind_;
-  uint64_t ahead_bytes_ = 0;
-  uint64_t behind_bytes_ = 0;
+  std::unique_ptr<HeldCommands> ahead_;
+  std::unique_ptr<HeldCommands> behind_;
   std::string live_partial_;
   std::string own_partial_;
   int64_t live_db_ = 0;

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <stdexcept>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -597,16 +598,28 @@ void Proxy::become_active(const std::string& why, Refresher::Splice* splice) {
   if (splice) {
     // Exactly the master commands the active did not deliver, then the own
     // link's stream as the live one (proxy/standby.h).
+    protocol::StreamTracker& t = *splice->tracker;
+    const uint64_t first = store_.committed_end() + 1;
+    std::string append_error;
+    const bool read_back = t.splice([&](std::string_view piece) {
+      if (!append_error.empty()) return;
+      try {
+        store_.append(piece);
+      } catch (const std::exception& e) {
+        append_error = e.what();
+      }
+    });
     try {
-      if (!splice->bytes.empty()) store_.append(splice->bytes);
+      if (!read_back) throw std::runtime_error(t.error());
+      if (!append_error.empty()) throw std::runtime_error(append_error);
       store_.commit(0);
-      if (!splice->partial.empty()) store_.append(splice->partial);
+      if (!t.own_partial().empty()) store_.append(t.own_partial());
       LOG_WARN(kComponent,
-               "active now, from offset %llu on: appended %llu commands (%zu bytes) the active had not delivered, "
-               "after %llu matched; the own master link goes on as the upstream; replicas keep their place",
-               static_cast<unsigned long long>(store_.second_offset()),
-               static_cast<unsigned long long>(splice->ahead_commands), splice->bytes.size(),
-               static_cast<unsigned long long>(splice->matched));
+               "active now, from offset %llu on: appended %llu commands (%llu bytes) the active had not delivered, "
+               "after %llu matched; the own master link goes on as the upstream",
+               static_cast<unsigned long long>(first), static_cast<unsigned long long>(t.ahead()),
+               static_cast<unsigned long long>(store_.committed_end() + 1 - first),
+               static_cast<unsigned long long>(t.matched()));
       feed_ = std::make_unique<LiveFeed>(*this, std::move(splice->link));
       commands_at_snapshot_ = feed_->link().total_commands();
       notify("STATUS=active (took over from " + config_.standby_of.str() + ")");

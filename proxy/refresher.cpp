@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "backlog/spill_queue.h"
 #include "protocol/numbers.h"
 #include "protocol/text.h"
 #include "proxy/live_feed.h"
@@ -16,6 +17,8 @@ constexpr uint64_t kMarkingTimeoutMs = 10'000;   // marker 0 must show in the li
 constexpr uint64_t kAligningTimeoutMs = 60'000;  // after the RDB, the first marker and its live twin
 constexpr size_t kMaxFresh = 64 << 20;           // new-link bytes held until its first marker
 constexpr uint64_t kMaxWindow = 64 << 20;        // live bytes between two markers read back
+constexpr uint64_t kMaxHeld = 4ull << 30;        // a shadow: commands one stream is ahead, on disk beyond...
+constexpr uint64_t kHeldInMemory = 4 << 20;      // ...this much in memory
 
 using protocol::select_command;
 }  // namespace
@@ -337,7 +340,11 @@ void Refresher::start_tracking(uint64_t end_k, const protocol::Alignment& a) {
     abort("the live stream after the marker is not all in the log");
     return;
   }
-  auto t = std::make_unique<protocol::StreamTracker>(kMaxFresh);
+  // What one side holds ahead of the other: a few MB in memory, the rest on
+  // disk (backlog/spill_queue.h), at most kMaxHeld.
+  const std::string& dir = proxy_.config().dir;
+  auto t = std::make_unique<protocol::StreamTracker>(kMaxHeld, std::make_unique<backlog::SpillQueue>(dir, kHeldInMemory),
+                                                     std::make_unique<backlog::SpillQueue>(dir, kHeldInMemory));
   const size_t whole = static_cast<size_t>(committed - end_k);
   bool ok = t->feed_live(std::string_view(live).substr(0, whole), true);
   if (ok && live.size() > whole) ok = t->feed_live(std::string_view(live).substr(whole), false);
@@ -373,12 +380,8 @@ void Refresher::start_tracking(uint64_t end_k, const protocol::Alignment& a) {
 Refresher::Splice Refresher::take_splice() {
   Splice sp;
   if (!ready_to_splice()) return sp;
-  sp.bytes = tracker_->splice();
-  sp.partial = tracker_->own_partial();
-  sp.ahead_commands = tracker_->ahead().size();
-  sp.matched = tracker_->matched();
+  sp.tracker = std::move(tracker_);
   sp.link = std::move(link_);
-  tracker_.reset();
   state_ = State::kIdle;
   if (marker_timer_) uv_timer_stop(marker_timer_);
   return sp;

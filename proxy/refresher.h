@@ -87,10 +87,10 @@ class Refresher : public LinkConsumer {
   bool ready_to_splice() const { return tracking() && tracker_->behind() == 0; }
   struct Splice {
     std::unique_ptr<Link> link;  // streaming; its consumer is still this Refresher
-    std::string bytes;           // to append and commit after the live stream's last byte
-    std::string partial;         // then: the start of a command the link delivers the rest of
-    uint64_t ahead_commands = 0;
-    uint64_t matched = 0;
+    // Its splice() is what to append and commit after the live stream's last
+    // byte; then its own_partial(): the start of a command the link delivers
+    // the rest of.
+    std::unique_ptr<protocol::StreamTracker> tracker;
   };
   // Only when ready_to_splice(); the Refresher is idle afterwards.
   Splice take_splice();

@@ -68,7 +68,7 @@ StatusView Proxy::status_view() const {
     sb.alignment_attempts_failed = sh.stats().failed;
     if (const protocol::StreamTracker* t = sh.tracker()) {
       sb.alignment_matched = t->matched();
-      sb.alignment_ahead = t->ahead().size();
+      sb.alignment_ahead = t->ahead();
       sb.alignment_behind = t->behind();
     }
     v.standby = std::move(sb);

@@ -130,16 +130,7 @@ struct Reader {
     }
 };
 
-struct Rng {
-    uint64_t x;
-    uint64_t next() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        return x;
-    }
-    bool one_in(uint64_t n) { return next() % n == 0; }
-};
+using psync::fuzz::Rng;
 
 // The master's history; fork_ok[i]: a fork may fall right before cmds[i] (not between
 // a MULTI and its EXEC, which reach the stream in one event-loop pass).

@@ -30,16 +30,7 @@ using psync::protocol::StreamTracker;
 
 namespace {
 
-struct Rng {
-    uint64_t x;
-    uint64_t next() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        return x;
-    }
-    size_t below(size_t n) { return n == 0 ? 0 : static_cast<size_t>(next() % n); }
-};
+using psync::fuzz::Rng;
 
 std::string mb(const std::vector<std::string>& args) {
     std::string s = "*" + std::to_string(args.size()) + "\r\n";

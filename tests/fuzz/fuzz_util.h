@@ -28,6 +28,19 @@ inline uint64_t hash_of(std::string_view in) {
     return h;
 }
 
+// A xorshift generator: the targets' own choices, derived from the input.
+struct Rng {
+    uint64_t x;
+    uint64_t next() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        return x;
+    }
+    bool one_in(uint64_t n) { return next() % n == 0; }
+    size_t below(size_t n) { return n == 0 ? 0 : static_cast<size_t>(next() % n); }
+};
+
 // Sizes of consecutive pieces covering `total` bytes, each 1..max_chunk, from `seed`.
 inline std::vector<size_t> random_pieces(uint64_t seed, size_t total, size_t max_chunk) {
     std::vector<size_t> sizes;

@@ -53,6 +53,22 @@ std::string log_range(const std::string& dir, uint64_t from, uint64_t to) {
     return all.substr(from - start, to + 1 - from);
 }
 
+// Waits until the standby's own master link is aligned with the active's stream.
+void wait_aligned(const ProxyProcess& standby) {
+    standby.wait_status("the own master link aligned", 60, [&](const json& s, std::string& st) {
+        st = json_str(s, "/standby/alignment/state") + " " + json_str(s, "/standby/alignment/last_error");
+        return json_str(s, "/standby/alignment/state") == "tracking";
+    });
+}
+
+// Waits until `proxy` says it is the active; returns its /status.
+json wait_active(const ProxyProcess& proxy, double timeout_s) {
+    return proxy.wait_status("the standby to take over", timeout_s, [&](const json& s, std::string& st) {
+        st = json_str(s, "/standby/state");
+        return json_str(s, "/proxy/role") == "active";
+    });
+}
+
 ProxyOptions standby_options(const ProxyProcess& active, double timeout_s) {
     ProxyOptions o;
     o.extra_args = {"--standby-of", "127.0.0.1:" + std::to_string(active.port()), "--standby-timeout",
@@ -114,10 +130,7 @@ TEST_CASE("standby: mirrors the active byte for byte (same replid, same offsets)
           std::string::npos);
     // A standby refreshes its own snapshot within the mirrored lineage (a fork on the master):
     // its log can then be trimmed as the active's is.
-    standby.wait_status("the own master link aligned", 60, [&](const json& s, std::string& st) {
-        st = json_str(s, "/standby/alignment/state") + " " + json_str(s, "/standby/alignment/last_error");
-        return json_str(s, "/standby/alignment/state") == "tracking";
-    });
+    wait_aligned(standby);
     const int64_t snap_before = json_int(b, "/snapshot/offset");
     CHECK_FALSE(sc.command({"BGSAVE"}).is_error());
     const json refreshed = standby.wait_status("the standby's refresh", 30, [&](const json& s, std::string& st) {
@@ -152,20 +165,14 @@ TEST_CASE("standby: the active SIGKILLed under writes in dbs 0, 1, 5: the standb
     BackgroundWriter writer(c.master.port(), ProxiedCluster::kDbs);
     writer.wait_more_rounds(50);
     // Its own master link (one SYNC) placed in the active's stream, then tracked.
-    const json tracking = standby.wait_status("the own master link aligned", 60, [&](const json& s, std::string& st) {
-        st = json_str(s, "/standby/alignment/state") + " " + json_str(s, "/standby/alignment/last_error");
-        return json_str(s, "/standby/alignment/state") == "tracking";
-    });
+    wait_aligned(standby);
     writer.wait_more_rounds(50);
     const std::string old_replid = json_str(c.proxy->status(), "/proxy/replid");
 
     ::kill(c.proxy->process().pid(), SIGKILL);
     const auto killed = Clock::now();
     writer.wait_more_rounds(20);  // writes go on while the active is gone
-    const json b = standby.wait_status("the standby to take over", kTimeout + 15, [&](const json& s, std::string& st) {
-        st = json_str(s, "/standby/state");
-        return json_str(s, "/proxy/role") == "active";
-    });
+    const json b = wait_active(standby, kTimeout + 15);
     const double took = seconds_since(killed);
     MESSAGE("the standby took over " << took << " s after the kill (--standby-timeout " << kTimeout << "): "
                                      << b["standby"].dump());
@@ -240,10 +247,7 @@ TEST_CASE("standby: a master that refuses PUBLISH: the standby says it is not al
 
     ::kill(c.proxy->process().pid(), SIGKILL);
     const auto killed = Clock::now();
-    const json b = standby.wait_status("the standby to take over", kTimeout + 10, [&](const json& s, std::string& st) {
-        st = json_str(s, "/standby/state");
-        return json_str(s, "/proxy/role") == "active";
-    });
+    const json b = wait_active(standby, kTimeout + 10);
     const double took = seconds_since(killed);
     MESSAGE("the standby took over " << took << " s after the kill (--standby-timeout " << kTimeout << ")");
     CHECK(took < kTimeout + 5);
@@ -270,20 +274,14 @@ TEST_CASE("standby: the active SIGSTOPped past the timeout, then continued: it r
     ProxyProcess standby(c.sandbox, "standby", c.master.port(), standby_options(*c.proxy, kTimeout));
     standby.start();
     BackgroundWriter writer(c.master.port(), ProxiedCluster::kDbs);
-    standby.wait_status("the own master link aligned", 60, [&](const json& s, std::string& st) {
-        st = json_str(s, "/standby/alignment/state") + " " + json_str(s, "/standby/alignment/last_error");
-        return json_str(s, "/standby/alignment/state") == "tracking";
-    });
+    wait_aligned(standby);
     const std::string old_replid = json_str(c.proxy->status(), "/proxy/replid");
     const pid_t active_pid = c.proxy->process().pid();
     ::kill(active_pid, SIGSTOP);
     const auto stopped = Clock::now();
     // A frozen active keeps its sockets open: noticed once it has been silent past its PING
     // period (10 s) plus 2 s, and the timeout.
-    const json b = standby.wait_status("the standby to take over", 30, [&](const json& s, std::string& st) {
-        st = json_str(s, "/standby/state");
-        return json_str(s, "/proxy/role") == "active";
-    });
+    const json b = wait_active(standby, 30);
     MESSAGE("the standby took over " << seconds_since(stopped) << " s after SIGSTOP");
     CHECK(b["standby"]["spliced"] == true);
     ::kill(active_pid, SIGCONT);
@@ -342,10 +340,7 @@ TEST_CASE("standby: a pair, each the --standby-of the other, started together: e
     ProxyProcess* other = active == a2.get() ? b2.get() : a2.get();
     active->wait_snapshot(30);
     // The other follows it, and aligns a master link of its own.
-    other->wait_status("the other to follow and align", 60, [&](const json& s, std::string& st) {
-        st = json_str(s, "/standby/state") + " " + json_str(s, "/standby/alignment/state");
-        return json_str(s, "/standby/alignment/state") == "tracking";
-    });
+    wait_aligned(*other);
     sleep_ms(3000);
     CHECK(roles().find("active") != std::string::npos);
     CHECK(json_str(active->status(), "/proxy/role") == "active");  // still exactly one
@@ -361,10 +356,7 @@ TEST_CASE("standby: a pair, each the --standby-of the other, started together: e
     const int dead_port = active->port(), dead_status = active->status_port();
     const std::string dead_dir = active->data_dir();
     ::kill(active->process().pid(), SIGKILL);
-    other->wait_status("the other to take over", kTimeout + 10, [&](const json& s, std::string& st) {
-        st = json_str(s, "/standby/state");
-        return json_str(s, "/proxy/role") == "active";
-    });
+    wait_active(*other, kTimeout + 10);
     CHECK(other->status()["standby"]["spliced"] == true);
     replica.client().must({"REPLICAOF", "127.0.0.1", std::to_string(other->port())});
 
@@ -386,4 +378,46 @@ TEST_CASE("standby: a pair, each the --standby-of the other, started together: e
     CHECK(json_str(back.status(), "/proxy/role") == "standby");
     check_clean_shutdown(back);
     check_clean_shutdown(*other);
+}
+
+TEST_CASE("standby: the active frozen while 32 MB are written, then killed: the standby holds what it was ahead on disk, its memory stays bounded, and it splices all of it in") {
+    ProxiedCluster c;
+    c.start(1, 100);
+    constexpr double kTimeout = 3;
+    ProxyProcess standby(c.sandbox, "standby", c.master.port(), standby_options(*c.proxy, kTimeout));
+    standby.start();
+    wait_aligned(standby);
+    const long rss_before = rss_kb(standby.process().pid());
+    const pid_t active_pid = c.proxy->process().pid();
+    ::kill(active_pid, SIGSTOP);
+    // 512 writes of 64 KB in dbs 0, 1 and 5: the master buffers them for the frozen active,
+    // the standby's own link receives them.
+    RedisClient m = c.master.client();
+    const std::string value(64 * 1024, 'v');
+    for (int batch = 0; batch < 16; ++batch) {
+        std::vector<Command> cmds;
+        const int db = ProxiedCluster::kDbs[static_cast<size_t>(batch) % ProxiedCluster::kDbs.size()];
+        cmds.push_back({"SELECT", std::to_string(db)});
+        for (int i = 0; i < 32; ++i) cmds.push_back({"SET", "big:" + std::to_string(batch) + ":" + std::to_string(i), value});
+        m.must_pipeline(cmds);
+    }
+    const json held = standby.wait_status("the own link 512 writes ahead", 30, [&](const json& s, std::string& st) {
+        st = std::to_string(json_int(s, "/standby/alignment/ahead_commands")) + " ahead, " +
+             json_str(s, "/standby/alignment/state");
+        return json_int(s, "/standby/alignment/ahead_commands") >= 512;
+    });
+    const long rss_held = rss_kb(standby.process().pid());
+    MESSAGE("standby RSS " << rss_before << " KB aligned, " << rss_held << " KB holding 32 MB ahead of the frozen active");
+    CHECK(json_str(held, "/standby/alignment/state") == "tracking");
+    CHECK_MESSAGE(rss_held < rss_before + 24 * 1024, "the standby grew from " << rss_before << " to " << rss_held << " KB");
+
+    ::kill(active_pid, SIGKILL);
+    const json b = wait_active(standby, kTimeout + 20);
+    CHECK(b["standby"]["spliced"] == true);
+    RedisServer& replica = *c.replicas[0];
+    replica.client().must({"REPLICAOF", "127.0.0.1", std::to_string(standby.port())});
+    m.must({"SET", "after", "the takeover"});
+    wait_keyspace_equal(c.master, replica, 60);
+    CHECK(count_log_lines(replica.log_path(), "Full resync from master", false) == 1);
+    check_clean_shutdown(standby);
 }

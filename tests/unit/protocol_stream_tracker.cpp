@@ -37,14 +37,12 @@ TEST_CASE("stream tracker: the own link ahead: its extra commands are what a tak
   CHECK(t.feed_own(cmd("SET", "b", "2") + cmd("INCR", "c") + select_command(1) + cmd("DEL", "d"), true));
   CHECK(t.behind() == 0);
   CHECK(t.matched() == 2);
-  REQUIRE(t.ahead().size() == 2);
-  CHECK(t.ahead()[0].db == 5);
-  CHECK(t.ahead()[1].db == 1);
+  REQUIRE(t.ahead() == 2);
   // Live is in db 5: INCR needs no SELECT, DEL needs SELECT 1; own ends in db 1 already.
   CHECK(t.splice() == cmd("INCR", "c") + select_command(1) + cmd("DEL", "d"));
   // The live stream catches up with one of them: it is dropped from what is ahead.
   CHECK(t.feed_live(cmd("INCR", "c"), true));
-  REQUIRE(t.ahead().size() == 1);
+  REQUIRE(t.ahead() == 1);
   CHECK(t.splice() == select_command(1) + cmd("DEL", "d"));
 }
 
@@ -52,7 +50,7 @@ TEST_CASE("stream tracker: a SELECT the own link sent last, with no command afte
   StreamTracker t;
   CHECK(t.feed_live(cmd("SET", "a", "1"), true));
   CHECK(t.feed_own(cmd("SET", "a", "1") + select_command(3), true));
-  CHECK(t.ahead().empty());
+  CHECK(t.ahead() == 0);
   CHECK(t.own_db() == 3);
   CHECK(t.splice() == select_command(3));
   // Its next command then arrives without a SELECT: appended after the splice it runs in db 3.
@@ -95,7 +93,7 @@ TEST_CASE("stream tracker: a differing command, or another db, fails it for good
   CHECK_FALSE(t.feed_own("*1\r\n$3\r\nfoo\r\n*x\r\n", true));
   CHECK_FALSE(t.feed_live(cmd("SET", "a", "1"), true));  // stays failed
   CHECK(t.splice().empty());
-  CHECK(t.ahead().empty());
+  CHECK(t.ahead() == 0);
 }
 
 TEST_CASE("stream tracker: memory is bounded: a side more than max_held ahead fails it") {
