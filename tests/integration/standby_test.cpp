@@ -76,6 +76,18 @@ ProxyOptions standby_options(const ProxyProcess& active, double timeout_s) {
     return o;
 }
 
+// A SYNC-only master, the active with its replicas, and a standby of it (--standby-timeout 3).
+struct StandbyCluster {
+    static constexpr double kTimeout = 3;
+    ProxiedCluster c;
+    std::unique_ptr<ProxyProcess> standby;
+    explicit StandbyCluster(int replicas) {
+        c.start(replicas, 100);
+        standby = std::make_unique<ProxyProcess>(c.sandbox, "standby", c.master.port(), standby_options(*c.proxy, kTimeout));
+        standby->start();
+    }
+};
+
 }  // namespace
 
 TEST_CASE("standby: mirrors the active byte for byte (same replid, same offsets), serves a replica of its own, and says it is the standby") {
@@ -153,11 +165,10 @@ TEST_CASE("standby: mirrors the active byte for byte (same replid, same offsets)
 }
 
 TEST_CASE("standby: the active SIGKILLed under writes in dbs 0, 1, 5: the standby splices its own master link in, and two replicas pointed at it resume with +CONTINUE, equal to the master") {
-    ProxiedCluster c;
-    c.start(2, 100);
-    constexpr double kTimeout = 3;
-    ProxyProcess standby(c.sandbox, "standby", c.master.port(), standby_options(*c.proxy, kTimeout));
-    standby.start();
+    StandbyCluster sc(2);
+    ProxiedCluster& c = sc.c;
+    ProxyProcess& standby = *sc.standby;
+    constexpr double kTimeout = StandbyCluster::kTimeout;
     // A replica of the standby itself: at the takeover it reconnects at once, as Redis replicas
     // do when their master's replid changes, and continues (+CONTINUE <new replid>).
     RedisServer own(c.sandbox, "replica-of-standby", replica_options(standby.port()));
@@ -268,11 +279,9 @@ TEST_CASE("standby: a master that refuses PUBLISH: the standby says it is not al
 }
 
 TEST_CASE("standby: the active SIGSTOPped past the timeout, then continued: it reads the takeover marker and stops serving; exactly one active, and the replicas end equal to the master") {
-    ProxiedCluster c;
-    c.start(1, 100);
-    constexpr double kTimeout = 3;
-    ProxyProcess standby(c.sandbox, "standby", c.master.port(), standby_options(*c.proxy, kTimeout));
-    standby.start();
+    StandbyCluster sc(1);
+    ProxiedCluster& c = sc.c;
+    ProxyProcess& standby = *sc.standby;
     BackgroundWriter writer(c.master.port(), ProxiedCluster::kDbs);
     wait_aligned(standby);
     const std::string old_replid = json_str(c.proxy->status(), "/proxy/replid");
@@ -381,11 +390,10 @@ TEST_CASE("standby: a pair, each the --standby-of the other, started together: e
 }
 
 TEST_CASE("standby: the active frozen while 32 MB are written, then killed: the standby holds what it was ahead on disk, its memory stays bounded, and it splices all of it in") {
-    ProxiedCluster c;
-    c.start(1, 100);
-    constexpr double kTimeout = 3;
-    ProxyProcess standby(c.sandbox, "standby", c.master.port(), standby_options(*c.proxy, kTimeout));
-    standby.start();
+    StandbyCluster sc(1);
+    ProxiedCluster& c = sc.c;
+    ProxyProcess& standby = *sc.standby;
+    constexpr double kTimeout = StandbyCluster::kTimeout;
     wait_aligned(standby);
     const long rss_before = rss_kb(standby.process().pid());
     const pid_t active_pid = c.proxy->process().pid();
