@@ -88,6 +88,10 @@ class StreamTracker {
   bool feed_live(std::string_view bytes, bool at_boundary);
   bool feed_own(std::string_view bytes, bool at_boundary);
 
+  // The live stream's link was lost mid-command: the store took that
+  // command's first bytes back, and a resumed link sends it again whole.
+  void drop_live_partial() { live_partial_.clear(); }
+
   bool failed() const { return !error_.empty(); }
   const std::string& error() const { return error_; }
 

@@ -251,6 +251,11 @@ uint64_t LiveFeed::ack_offset() { return proxy_.store().upstream().offset; }
 
 void LiveFeed::on_lost(const std::string& /*why*/, bool was_streaming) {
   if (was_streaming) proxy_.upstream_lost();
+  if (was_streaming && mirrors()) {
+    // A command the active sent in part is gone from the log; the tracker
+    // forgets its start too (the active sends it again whole).
+    if (Standby* standby = proxy_.standby_part()) standby->shadow().on_live_rollback();
+  }
   if (!proxy_.superseded_by().empty()) link_->stop();  // nothing more of the master: see Proxy::superseded
 }
 

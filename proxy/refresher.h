@@ -79,6 +79,11 @@ class Refresher : public LinkConsumer {
   // command, and is committed).
   void on_live_piece(std::string_view bytes, bool at_boundary, uint64_t first);
   bool wants_every_piece() const { return purpose_ == Purpose::kShadow && active(); }
+  // The live feed's link was lost: what it appended and never committed was
+  // taken back out of the log.
+  void on_live_rollback() {
+    if (tracker_) tracker_->drop_live_partial();
+  }
 
   // ----- A standby's own link (Purpose::kShadow) -----
   bool tracking() const { return state_ == State::kTracking && tracker_ && !tracker_->failed(); }

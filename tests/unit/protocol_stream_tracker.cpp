@@ -115,3 +115,16 @@ TEST_CASE("stream tracker: behind, a splice is refused until the own link caught
   CHECK(t.feed_own(cmd("SET", "b", "1") + cmd("SET", "c", "1"), true));
   CHECK(t.splice() == cmd("SET", "c", "1"));
 }
+
+TEST_CASE("stream tracker: the live link lost mid-command: its start is dropped, the command comes again whole") {
+  StreamTracker t;
+  const std::string big = cmd("SET", "k", std::string(100, 'x'));
+  CHECK(t.feed_own(big, true));
+  CHECK(t.feed_live(big.substr(0, 40), false));
+  t.drop_live_partial();  // the store rolled those bytes back
+  CHECK(t.feed_live(big, true));  // the resumed link sends it from its first byte
+  CHECK_FALSE(t.failed());
+  CHECK(t.ahead() == 0);
+  CHECK(t.behind() == 0);
+  CHECK(t.matched() == 1);
+}
