@@ -15,6 +15,7 @@
 
 #include "tests/support/fault_helpers.h"
 #include "tests/support/keyspace.h"
+#include "tests/support/legacy_load.h"
 #include "tests/support/legacy_server.h"
 #include "tests/support/proxy.h"
 #include "tests/support/redis_server.h"
@@ -33,115 +34,6 @@ constexpr const char* kPing = "*1\r\n$4\r\nPING\r\n";
 std::string select_len_prefix(int db) {
     const std::string n = std::to_string(db);
     return "*2\r\n$6\r\nSELECT\r\n$" + std::to_string(n.size()) + "\r\n" + n + "\r\n";
-}
-
-// Every key and value at most 20 bytes (2.6 would LZF-compress longer ones; the emulation
-// does not). Integers of every RDB integer width, and keys that are integers themselves.
-void fill(LegacyServer& m, const std::vector<int>& dbs, int keys) {
-    for (int db : dbs) {
-        std::vector<std::pair<int, Command>> batch;
-        for (int i = 0; i < keys; ++i) {
-            batch.push_back({db, {"SET", "k:" + std::to_string(db) + ":" + std::to_string(i), "v" + std::to_string(i * 7)}});
-            if (i % 10 == 0) batch.push_back({db, {"SET", "n:" + std::to_string(db) + ":" + std::to_string(i), std::to_string(i * 4099 - 70000)}});
-        }
-        batch.push_back({db, {"SET", std::to_string(1000 + db), "-5"}});
-        batch.push_back({db, {"SET", "big:" + std::to_string(db), "12345678901234"}});
-        batch.push_back({db, {"SET", "i32:" + std::to_string(db), "-2147483648"}});
-        batch.push_back({db, {"SET", "zero:" + std::to_string(db), "007"}});
-        m.write_all(batch);
-    }
-}
-
-// Writes from a thread: runs of 1 to 4 commands in one db, then the next db (so the stream
-// has an inline `select` at most runs), about 2000 commands a second.
-class LegacyLoad {
-public:
-    LegacyLoad(LegacyServer& master, std::vector<int> dbs) : master_(master), dbs_(std::move(dbs)), thread_([this] { run(); }) {}
-    LegacyLoad(const LegacyLoad&) = delete;
-    LegacyLoad& operator=(const LegacyLoad&) = delete;
-    ~LegacyLoad() { stop(); }
-
-    void stop() {
-        stop_ = true;
-        if (thread_.joinable()) thread_.join();
-    }
-    uint64_t rounds() const { return rounds_; }
-    std::string error() const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        return error_;
-    }
-    void wait_more_rounds(uint64_t n, double timeout_s = 20) {
-        const uint64_t target = rounds_ + n;
-        wait_until("the load to write " + std::to_string(n) + " more rounds", timeout_s, [&](std::string& state) {
-            state = std::to_string(rounds_) + " rounds, error: " + error();
-            return rounds_ >= target || !error().empty();
-        });
-        REQUIRE_MESSAGE(error().empty(), error());
-    }
-
-private:
-    void run() {
-        try {
-            for (uint64_t r = 0; !stop_; ++r) {
-                const int db = dbs_[r % dbs_.size()];
-                const std::string d = std::to_string(db);
-                std::vector<std::pair<int, Command>> batch;
-                const uint64_t len = 1 + (r * 7) % 4;
-                for (uint64_t i = 0; i < len; ++i) {
-                    const uint64_t x = r * 4 + i;
-                    switch (x % 5) {
-                        case 0: batch.push_back({db, {"SET", "l:" + d + ":" + std::to_string(x % 300), "w" + std::to_string(x)}}); break;
-                        case 1: batch.push_back({db, {"INCR", "c:" + d + ":" + std::to_string(x % 17)}}); break;
-                        case 2: batch.push_back({db, {"DEL", "l:" + d + ":" + std::to_string((x * 13) % 300)}}); break;
-                        case 3: batch.push_back({db, {"MSET", "m:" + d + ":" + std::to_string(x % 50), std::to_string(x), "k:" + d + ":" + std::to_string(x % 300), "u" + std::to_string(x)}}); break;
-                        default: batch.push_back({db, {"APPEND", "a:" + d + ":" + std::to_string(x % 40), "x"}}); break;
-                    }
-                }
-                master_.write_all(batch);
-                rounds_++;
-                std::this_thread::sleep_for(std::chrono::microseconds(1000));
-            }
-        } catch (const std::exception& e) {
-            std::lock_guard<std::mutex> lock(mutex_);
-            error_ = e.what();
-        }
-    }
-
-    LegacyServer& master_;
-    std::vector<int> dbs_;
-    std::atomic<bool> stop_{false};
-    std::atomic<uint64_t> rounds_{0};
-    mutable std::mutex mutex_;
-    std::string error_;
-    std::thread thread_;
-};
-
-// What the master's SYNCs got, for messages.
-std::string describe(LegacyServer& m) {
-    std::string out = "legacy master:";
-    for (const auto& r : m.replicas()) {
-        out += "\n  SYNC " + std::to_string(r.sync_number) + (r.attached ? " (attached)" : "") + ": " + r.how;
-        if (r.how == "copied")
-            out += " from SYNC " + std::to_string(r.copied_from) + " whose slaveseldb was " + std::to_string(r.copied_seldb);
-        out += ", " + r.state + ", rdb " + std::to_string(r.rdb_bytes) + " B, " + std::to_string(r.commands) +
-               " commands, " + std::to_string(r.selects) + " selects, " + std::to_string(r.pings) + " pings, " +
-               std::to_string(r.newlines) + " newlines, " + std::to_string(r.misrouted) + " misrouted";
-        if (r.commands_through_first_publish)
-            out += ", first PUBLISH is its command " + std::to_string(*r.commands_through_first_publish) + " (" +
-                   std::to_string(*r.misrouted_through_first_publish) + " misrouted through it)";
-    }
-    out += "\n  log:";
-    for (const auto& l : m.log()) out += " [" + l + "]";
-    if (!m.error().empty()) out += "\n  loop error: " + m.error();
-    return out;
-}
-
-// Polls until the replica's keyspace equals the master's in every db.
-void wait_equal(LegacyServer& master, const RedisServer& replica, double timeout_s = 20) {
-    wait_until(replica.name() + "'s keyspace to equal the legacy master's", timeout_s, [&](std::string& state) {
-        state = diff_keyspaces(master.keyspace(), read_keyspace(replica.port()), "master", replica.name());
-        return state.empty();
-    });
 }
 
 // Waits until `attempts` refreshes have ended (done or failed) and the refresher is idle.
