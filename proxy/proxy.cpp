@@ -765,8 +765,10 @@ void Proxy::on_keepalive_timer(uv_timer_t* t) {
 // ---------------------------------------------------------------- live restart
 
 std::string Proxy::handover_blocker() const {
-  if (is_standby()) {
-    return "a standby does not restart in place yet: restart it, it resumes from the active with PSYNC";
+  if (standby_) {
+    // Its state (following, aligned, took over) is not handed over.
+    return "a proxy started with --standby-of does not restart in place yet: restart it (a standby resumes "
+           "from the active with PSYNC)";
   }
   switch (feed_->link().state()) {
     case Link::State::kWaitingPayload:

@@ -127,6 +127,12 @@ void Standby::on_second() {
   // one with more of the lineage, else the smaller run_id; the other goes on
   // following, and follows the new active.
   const Link::PeerInfo& peer = link.peer();
+  if (peer.run_id == process_run_id()) {
+    LOG_ERROR(kComponent, "--standby-of %s names this proxy itself: it serves as the active",
+              c.standby_of.str().c_str());
+    take_over("its --standby-of is its own address");
+    return;
+  }
   const bool peer_is_standby = peer.role == "standby" && peer.seen_ms != 0 &&
                                (link.state() == Link::State::kStreaming || now - peer.seen_ms < 30'000);
   if (peer_is_standby) {

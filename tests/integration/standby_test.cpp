@@ -429,3 +429,21 @@ TEST_CASE("standby: the active frozen while 32 MB are written, then killed: the 
     CHECK(count_log_lines(replica.log_path(), "Full resync from master", false) == 1);
     check_clean_shutdown(standby);
 }
+
+TEST_CASE("standby: --standby-of naming the proxy itself: one clear error line, and it serves as the active") {
+    ProxiedCluster c;
+    c.start(0, 10);
+    c.proxy->stop();
+    const int port = pick_free_port();
+    ProxyOptions o;
+    o.extra_args = {"--standby-of", "127.0.0.1:" + std::to_string(port), "--standby-timeout", "1"};
+    ProxyProcess self(c.sandbox, "self", c.master.port(), o);
+    self.start_on(port, pick_free_port());
+    wait_active(self, 20);
+    self.wait_snapshot(20);
+    CHECK(count_log_lines(self.log_path(), "names this proxy itself", true) == 1);
+    RedisServer r(c.sandbox, "replica", replica_options(self.port()));
+    r.start();
+    wait_keyspace_equal(c.master, r, 30);
+    check_clean_shutdown(self);
+}
