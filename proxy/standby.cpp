@@ -102,7 +102,7 @@ void Standby::on_second() {
                               link.state() == Link::State::kWaitingPayload ||
                               link.state() == Link::State::kTransfer || link.state() == Link::State::kStored;
   const double silent_s = link.seconds_since_last_byte();
-  const bool silent = link.state() == Link::State::kStreaming && silent_s > c.ping_period_s + 2;
+  const bool silent = reachable_link && silent_s > c.ping_period_s + 2;
   if (reachable_link && !silent) {
     if (state_ == State::kActiveUnreachable) {
       LOG_INFO(kComponent, "the active at %s is back after %.0f s: following it", c.standby_of.str().c_str(),
