@@ -195,6 +195,19 @@ TEST_CASE("standby: the active SIGKILLed under writes in dbs 0, 1, 5: the standb
     CHECK(json_int(b, "/proxy/second_offset") == json_int(b, "/standby/takeover_offset") + 1);
     CHECK(json_str(b, "/proxy/replid") != old_replid);
     CHECK(http_get(standby.status_port(), "/healthz", 3).status == 200);
+    // A replica that holds bytes past the takeover point (from the dying active) cannot be
+    // continued under the old replid: a full resync. At the point: +CONTINUE <new replid>.
+    {
+        const int64_t second = json_int(b, "/proxy/second_offset");
+        ScriptedReplica past(standby.port());
+        past.send("PSYNC " + old_replid + " " + std::to_string(second + 1) + "\r\n");
+        CHECK(past.read_line(5).rfind("+FULLRESYNC " + json_str(b, "/proxy/replid"), 0) == 0);
+        ScriptedReplica at(standby.port());
+        at.send("REPLCONF capa psync2\r\n");
+        CHECK(at.read_line(5) == "+OK");
+        at.send("PSYNC " + old_replid + " " + std::to_string(second) + "\r\n");
+        CHECK(at.read_line(5) == "+CONTINUE " + json_str(b, "/proxy/replid"));
+    }
 
     // The replicas are pointed at the new active and go on where they were.
     for (auto& r : c.replicas) r->client().must({"REPLICAOF", "127.0.0.1", std::to_string(standby.port())});
@@ -203,8 +216,10 @@ TEST_CASE("standby: the active SIGKILLed under writes in dbs 0, 1, 5: the standb
     CHECK_MESSAGE(writer.error().empty(), writer.error());
     c.wait_replicas_equal(60);
     const json after = standby.status();
-    CHECK(json_int(after, "/counters/sync_full") == 1);  // its own replica's first sync, before the kill
-    CHECK(json_int(after, "/counters/sync_partial_ok") == 3);  // the two replicas, and its own one
+    // Full: its own replica's first sync (before the kill) and the probe past the point;
+    // partial: the two replicas, its own one, the probe at the point.
+    CHECK(json_int(after, "/counters/sync_full") == 2);
+    CHECK(json_int(after, "/counters/sync_partial_ok") == 4);
     for (auto& r : c.replicas) {
         CHECK_MESSAGE(r->info_int("stats", "sync_full") == 0, r->name());
         CHECK_MESSAGE(count_log_lines(r->log_path(), "Full resync from master", false) == 1, r->name());
@@ -229,8 +244,8 @@ TEST_CASE("standby: the active SIGKILLed under writes in dbs 0, 1, 5: the standb
     });
     CHECK(json_str(r, "/proxy/role") == "standby");
     CHECK(json_str(r, "/proxy/replid2") == old_replid);
-    CHECK(json_int(standby.status(), "/counters/sync_full") == 1);  // it continued, no full resync
-    CHECK(json_int(standby.status(), "/counters/sync_partial_ok") == 4);
+    CHECK(json_int(standby.status(), "/counters/sync_full") == 2);  // it continued, no full resync
+    CHECK(json_int(standby.status(), "/counters/sync_partial_ok") == 5);
     CHECK(http_get(returned.status_port(), "/healthz", 3).status == 503);
     check_clean_shutdown(returned);
     check_clean_shutdown(standby);
