@@ -513,6 +513,19 @@ void Proxy::upstream_lost() {
   }
 }
 
+void Proxy::sample_history() {
+  std::vector<History::ReplicaLag> lags;
+  for (const auto& s : sessions_) {
+    if (s->closing() || !s->past_handshake()) continue;
+    if (lags.size() == History::kMaxReplicas) break;
+    lags.push_back({s->ip() + ":" + std::to_string(s->listening_port()), lag_bytes(*s), s->seconds_since_ack()});
+  }
+  const auto unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+  history_.add(static_cast<int64_t>(unix_ms), feed_->link().total_bytes(), std::move(lags));
+}
+
 bool Proxy::is_standby() const { return standby_ && !standby_->active(); }
 
 std::string Proxy::replication_refused() const {
@@ -757,6 +770,7 @@ void Proxy::on_keepalive_timer(uv_timer_t* t) {
   if (self->standby_) self->standby_->on_second();
   if (self->superseded_by_.empty()) self->refresher_->on_second();
   self->live_restart_->on_second();
+  self->sample_history();
   self->trim_log();
   self->store_.flush();
   if (!self->store_.persist_error().empty()) self->storage_failed(self->store_.persist_error());

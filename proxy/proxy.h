@@ -24,6 +24,7 @@
 #include "backlog/lineage_store.h"
 #include "backlog/snapshot_store.h"
 #include "proxy/config.h"
+#include "proxy/history.h"
 #include "proxy/refresher.h"
 #include "proxy/replica_session.h"
 
@@ -203,6 +204,8 @@ class Proxy : public SessionHost {
   // and the two renderings of it: the /status JSON, the Prometheus text.
   StatusView status_view() const;
   std::string status_json() const;
+  // GET /history: the last 15 minutes, once a second (proxy/history.h).
+  std::string history_json() const { return history_.json(); }
   std::string metrics_text() const;
 
  private:
@@ -247,6 +250,8 @@ class Proxy : public SessionHost {
   uint64_t commands_at_snapshot_ = 0;
   int start_error_code_ = 1;  // the live link's command count at the snapshot's offset
   std::unique_ptr<StatusServer> status_;
+  History history_;
+  void sample_history();
   std::list<std::unique_ptr<ReplicaSession>> sessions_;
   uint64_t next_session_id_ = 1;
 

@@ -209,6 +209,9 @@ std::string StatusServer::respond(Proxy* proxy, const std::string& method, const
   if (path == "/status") {
     return http_response(200, "OK", "application/json", proxy ? proxy->status_json() : "{}", head);
   }
+  if (path == "/history") {
+    return http_response(200, "OK", "application/json", proxy ? proxy->history_json() : "{}\n", head);
+  }
   if (path == "/metrics") {
     return http_response(200, "OK", "text/plain; version=0.0.4; charset=utf-8",
                          proxy ? proxy->metrics_text() : "", head);
@@ -234,7 +237,7 @@ std::string StatusServer::respond(Proxy* proxy, const std::string& method, const
     }
     return http_response(200, "OK", "text/plain", "ok\n", head);
   }
-  return json_error(404, "Not Found", "no such path; try /, /status, /metrics or /healthz", head);
+  return json_error(404, "Not Found", "no such path; try /, /status, /history, /metrics or /healthz", head);
 }
 
 }  // namespace psync::proxy

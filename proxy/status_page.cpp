@@ -1,5 +1,6 @@
 // GET /: the status page for a person. Self-contained: no external assets;
-// it fetches /status every two seconds and renders it.
+// it fetches /status and /history every two seconds, renders the one and
+// plots the other (SVG made by its own script).
 #include <string>
 
 #include "proxy/status_http.h"
@@ -30,6 +31,15 @@ const std::string& status_page_html() {
   .warn { color: #b08800; font-weight: 600; }
   .bad { color: #cb2431; font-weight: 600; }
   #error { color: #cb2431; margin: .5em 0; }
+  .charts { display: flex; flex-wrap: wrap; gap: 1em; }
+  .chart { background: #fff; border: 1px solid #e1e4e8; border-radius: 6px; padding: .5em .8em; }
+  .chart h3 { font-size: .95em; margin: 0 0 .3em; font-weight: 600; }
+  .chart svg { display: block; }
+  .chart svg .axis { stroke: #d1d5da; stroke-width: 1; }
+  .chart svg text { font: 11px ui-monospace, monospace; fill: #586069; }
+  .chart svg polyline { fill: none; stroke-width: 1.5; }
+  .legend span { display: inline-block; margin-right: 1em; font-size: .85em; }
+  .legend i { display: inline-block; width: .8em; height: .8em; margin-right: .3em; vertical-align: middle; }
 </style>
 </head>
 <body>
@@ -62,6 +72,15 @@ const std::string& status_page_html() {
     <dt>partial ok</dt><dd id="sync-partial-ok">-</dd>
     <dt>partial err</dt><dd id="sync-partial-err">-</dd>
   </dl></div>
+</div>
+<h2>Last 15 minutes</h2>
+<div class="charts">
+  <div class="chart"><h3>ingest from the upstream (bytes/s)</h3><svg id="chart-ingest" width="640" height="160"></svg>
+    <div class="legend" id="chart-ingest-legend"></div></div>
+  <div class="chart"><h3>replica lag (bytes)</h3><svg id="chart-lag-bytes" width="640" height="160"></svg>
+    <div class="legend" id="chart-lag-bytes-legend"></div></div>
+  <div class="chart"><h3>replica lag (seconds since the last ACK)</h3><svg id="chart-lag-seconds" width="640" height="160"></svg>
+    <div class="legend" id="chart-lag-seconds-legend"></div></div>
 </div>
 <h2>Replicas (<span id="replica-count">0</span>)</h2>
 <table id="replicas">
@@ -139,11 +158,76 @@ function render(s) {
   set("updated", new Date().toLocaleTimeString());
   set("error", "");
 }
+// The plots: SVG drawn here from GET /history (no external assets).
+const COLORS = ["#0366d6", "#d73a49", "#28a745", "#6f42c1", "#e36209", "#005cc5", "#b31d28", "#22863a",
+                "#5a32a3", "#735c0f", "#032f62", "#86181d", "#144620", "#3a1d6e", "#a04100", "#1b1f23"];
+const SVG = "http://www.w3.org/2000/svg";
+function svgEl(name, attrs, text) {
+  const e = document.createElementNS(SVG, name);
+  for (const k in attrs) e.setAttribute(k, attrs[k]);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+// series: [{name, points: [[t, v or null], ...]}]; fmt: a value's label.
+function chart(id, series, fmt) {
+  const svg = document.getElementById(id), legend = document.getElementById(id + "-legend");
+  const W = 640, H = 160, L = 84, R = 14, T = 8, B = 20;
+  svg.textContent = "";
+  legend.textContent = "";
+  let tmax = -Infinity, tfirst = Infinity, vmax = 0, any = false;
+  for (const s of series) for (const [t, v] of s.points) {
+    tmax = Math.max(tmax, t);
+    tfirst = Math.min(tfirst, t);
+    if (v !== null) { vmax = Math.max(vmax, v); any = true; }
+  }
+  if (!any) {
+    svg.appendChild(svgEl("text", {x: L, y: H / 2}, "no data yet"));
+    return;
+  }
+  // The time the samples cover (a minute at least, 15 at most), the newest at the right.
+  const span = Math.min(900, Math.max(60, tmax - tfirst));
+  const tmin = tmax - span;
+  vmax = vmax > 0 ? vmax * 1.1 : 1;
+  const x = t => L + (t - tmin) / span * (W - L - R), y = v => T + (1 - v / vmax) * (H - T - B);
+  svg.appendChild(svgEl("line", {x1: L, y1: T, x2: L, y2: H - B, class: "axis"}));
+  svg.appendChild(svgEl("line", {x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis"}));
+  for (const f of [0, 0.5, 1]) {
+    svg.appendChild(svgEl("text", {x: L - 4, y: y(f * vmax) + 4, "text-anchor": "end"}, fmt(f * vmax)));
+  }
+  for (const f of [1, 2 / 3, 1 / 3, 0]) {
+    const ago = f * span;
+    const label = ago === 0 ? "now" : ago >= 120 ? "-" + Math.round(ago / 60) + " min" : "-" + Math.round(ago) + " s";
+    svg.appendChild(svgEl("text", {x: x(tmax - ago), y: H - 5, "text-anchor": f === 1 ? "start" : f === 0 ? "end" : "middle"}, label));
+  }
+  series.forEach((s, i) => {
+    const color = COLORS[i % COLORS.length];
+    const pts = s.points.filter(p => p[1] !== null && p[0] >= tmin).map(p => x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1));
+    svg.appendChild(svgEl("polyline", {points: pts.join(" "), stroke: color, "data-name": s.name, "data-points": pts.length}));
+    const item = document.createElement("span");
+    const sw = document.createElement("i");
+    sw.style.background = color;
+    item.appendChild(sw);
+    item.appendChild(document.createTextNode(s.name));
+    legend.appendChild(item);
+  });
+}
+function renderHistory(h) {
+  chart("chart-ingest", [{name: "ingest", points: h.samples.map(s => [s.t, s.ingest_bytes_per_second])}],
+        v => bytes(Math.round(v)) + "/s");
+  const names = [];
+  for (const s of h.samples) for (const n in s.replicas) if (!names.includes(n)) names.push(n);
+  const lag = k => names.map(n => ({name: n, points: h.samples.map(s => [s.t, s.replicas[n] ? s.replicas[n][k] : null])}));
+  chart("chart-lag-bytes", lag(0), v => bytes(Math.round(v)));
+  chart("chart-lag-seconds", lag(1), v => v.toFixed(1) + " s");
+}
 async function refresh() {
   try {
     const r = await fetch("/status", {cache: "no-store"});
     if (!r.ok) throw new Error("GET /status: HTTP " + r.status);
     render(await r.json());
+    const h = await fetch("/history", {cache: "no-store"});
+    if (!h.ok) throw new Error("GET /history: HTTP " + h.status);
+    renderHistory(await h.json());
   } catch (e) {
     set("error", "cannot read /status: " + e.message);
   }
