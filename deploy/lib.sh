@@ -6,7 +6,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Debian packages the project builds and runs with (the demo included).
 # shellcheck disable=SC2034  # used by the scripts that source this file
 PACKAGES=(g++ cmake make pkg-config libuv1-dev libhiredis-dev nlohmann-json3-dev
-          doctest-dev libcli11-dev libhttp-parser-dev libsystemd-dev redis-server redis-tools curl)
+          doctest-dev libcli11-dev libhttp-parser-dev libsystemd-dev libssl-dev openssl redis-server redis-tools curl)
 # ... and the test suite: the status page in Chromium, the fuzzers (clang's
 # libFuzzer), the checks of the deployment files, a Prometheus exporter that
 # scrapes the proxy as a Redis master.

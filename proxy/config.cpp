@@ -261,6 +261,27 @@ const std::vector<OptionSpec>& option_specs() {
          c.segment_bytes = *size;
          return "";
        }},
+      {"tls-port", "A second replica port, with TLS (0: none); needs --tls-cert-file and --tls-key-file", "0",
+       [](Config& c, const std::string& v) { return port_value(v, true, c.tls_port); }},
+      {"tls-cert-file", "The proxy's certificate (PEM, with its chain) for --tls-port", "",
+       [](Config& c, const std::string& v) { return c.tls_cert_file = v, std::string(); }},
+      {"tls-key-file", "The private key of --tls-cert-file (PEM)", "",
+       [](Config& c, const std::string& v) { return c.tls_key_file = v, std::string(); }},
+      {"tls-ca-cert-file", "CA certificates (PEM) that replicas' certificates must be signed by", "",
+       [](Config& c, const std::string& v) { return c.tls_ca_cert_file = v, std::string(); }},
+      {"tls-auth-clients",
+       "yes: a replica on --tls-port must present a certificate signed by --tls-ca-cert-file; optional: "
+       "checked if it presents one; no: not asked for",
+       "yes",
+       [](Config& c, const std::string& v) {
+         std::string e = choice(v, {"yes", "no", "optional"});
+         if (e.empty()) {
+           c.tls_auth_clients = v == "yes" ? TlsAuthClients::kYes
+                                : v == "no" ? TlsAuthClients::kNo
+                                            : TlsAuthClients::kOptional;
+         }
+         return e;
+       }},
       {"requirepass", "Password replicas must AUTH with (briefly visible in the process list: prefer --requirepass-file)",
        "", [](Config& c, const std::string& v) { return set_secret(c.requirepass, c.requirepass_from, "requirepass", v); }},
       {"requirepass-file", "File holding the password replicas must AUTH with (trailing newline ignored)", "",
@@ -422,6 +443,13 @@ ParseResult parse_args(int argc, char** argv) {
   }
   if (c.status_bind.empty()) c.status_bind = c.bind;
   if (!c.masteruser.empty() && c.masterauth.empty()) return fail("--masteruser needs --masterauth");
+  if (c.tls_port != 0) {
+    if (c.tls_cert_file.empty() || c.tls_key_file.empty()) return fail("--tls-port needs --tls-cert-file and --tls-key-file");
+    if (c.tls_port == c.port) return fail("--tls-port must differ from --port");
+    if (c.tls_auth_clients != TlsAuthClients::kNo && c.tls_ca_cert_file.empty()) {
+      return fail("--tls-auth-clients yes or optional needs --tls-ca-cert-file (or --tls-auth-clients no)");
+    }
+  }
   return r;
 }
 

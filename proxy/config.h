@@ -16,6 +16,7 @@ struct HostPort {
 };
 
 enum class UpstreamMode { kAuto, kSync, kPsync };
+enum class TlsAuthClients { kNo, kYes, kOptional };
 const char* upstream_mode_name(UpstreamMode m);
 
 struct Config {
@@ -60,6 +61,12 @@ struct Config {
   HostPort standby_of;
   bool has_standby_of = false;
   double standby_timeout_s = 10;
+  // TLS on a second replica port (proxy/tls.h); 0: none.
+  uint16_t tls_port = 0;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_ca_cert_file;
+  TlsAuthClients tls_auth_clients = TlsAuthClients::kYes;  // Redis's default
 };
 
 // What parse_args decided: run with a config, or exit with a code after

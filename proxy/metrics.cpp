@@ -190,6 +190,7 @@ std::string render_metrics_text(const StatusView& v) {
            label("reason", "handshake_timeout"));
   w.sample("psync_proxy_connections_refused_total", d(c.rejected_out_of_fds), label("reason", "out_of_fds"));
   w.sample("psync_proxy_connections_refused_total", d(c.closed_replica_timeouts), label("reason", "replica_timeout"));
+  w.sample("psync_proxy_connections_refused_total", d(c.tls_handshake_failures), label("reason", "tls_handshake"));
   w.metric("psync_proxy_auth_failures_total", "counter", "AUTH attempts with a wrong password.", d(c.auth_failures));
   w.metric("psync_proxy_network_received_bytes_total", "counter", "Bytes read from the master and from clients.",
            d(c.net_input_bytes));

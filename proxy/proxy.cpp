@@ -1,6 +1,7 @@
 #include "proxy/proxy.h"
 
 #include <arpa/inet.h>
+#include <openssl/ssl.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -30,6 +31,7 @@
 #include "proxy/live_feed.h"
 #include "proxy/refresher.h"
 #include "proxy/standby.h"
+#include "proxy/tls.h"
 #include "protocol/aligner.h"
 #include "proxy/status_view.h"
 
@@ -192,7 +194,7 @@ bool Proxy::start(const Handover* handover) {
         counters_.rejected_connections++;
         counters_.rejected_out_of_fds++;
       },
-      [this](int fd, const sockaddr_storage& peer) { accept_replica(fd, peer); });
+      [this](int fd, const sockaddr_storage& peer) { accept_replica(fd, peer, false); });
   bool listening = handover ? listener_->adopt(handover->replica_listener_fd, error)
                             : listener_->listen(config_.bind, config_.port, 128, error);
   if (!listening) {
@@ -200,6 +202,36 @@ bool Proxy::start(const Handover* handover) {
     return false;
   }
   warn_if_few_descriptors(config_);
+
+  // The TLS replica port (proxy/tls.h). Not handed over by a live restart:
+  // a new image binds it again (its sessions reconnect).
+  if (config_.tls_port != 0) {
+    tls_ = std::make_unique<TlsContext>();
+    error = tls_->load(config_);
+    if (!error.empty()) {
+      LOG_ERROR(kComponent, "%s", error.c_str());
+      return false;
+    }
+    tls_listener_ = std::make_unique<Listener>(
+        loop_, "replicas (TLS)", "--bind",
+        "-ERR max number of clients reached (psync-proxy is out of file descriptors)\r\n",
+        [this] {
+          counters_.connections_received++;
+          counters_.rejected_connections++;
+          counters_.rejected_out_of_fds++;
+        },
+        [this](int fd, const sockaddr_storage& peer) { accept_replica(fd, peer, true); });
+    if (!tls_listener_->listen(config_.bind, config_.tls_port, 128, error)) {
+      LOG_ERROR(kComponent, "--tls-port: %s", error.c_str());
+      return false;
+    }
+    LOG_INFO(kComponent, "TLS replicas on %s:%u (client certificates: %s; kernel TLS: %s)", config_.bind.c_str(),
+             config_.tls_port,
+             config_.tls_auth_clients == TlsAuthClients::kYes  ? "required"
+             : config_.tls_auth_clients == TlsAuthClients::kNo ? "not asked for"
+                                                               : "checked if given",
+             tls_->ktls_possible() ? "asked for" : "not available (the kernel's tls module is not loaded)");
+  }
 
   if (config_.status_port != 0) {
     bool ok = handover && handover->status_listener_fd >= 0
@@ -368,6 +400,7 @@ void Proxy::shutdown() {
   notify("STOPPING=1");
   live_restart_->stop();
   if (listener_) listener_->close();
+  if (tls_listener_) tls_listener_->close();
   // No copy of the list needed: closing defers deletion (see session_closed).
   for (auto& s : sessions_) s->close("the proxy is shutting down");
   refresher_->stop();
@@ -387,7 +420,7 @@ void Proxy::shutdown() {
   }
 }
 
-void Proxy::accept_replica(int fd, const sockaddr_storage& ss) {
+void Proxy::accept_replica(int fd, const sockaddr_storage& ss, bool tls) {
   if (stopping_) {
     ::close(fd);
     return;
@@ -426,7 +459,15 @@ void Proxy::accept_replica(int fd, const sockaddr_storage& ss) {
     return;
   }
   auto session = std::make_unique<ReplicaSession>(*this, next_session_id_++, fd, ip, port);
-  LOG_DEBUG("replica", "connection from %s", session->address().c_str());
+  LOG_DEBUG("replica", "connection from %s%s", session->address().c_str(), tls ? " (TLS port)" : "");
+  if (tls) {
+    SSL* ssl = tls_->accept_on(fd);
+    if (!ssl) {
+      LOG_WARN("replica", "cannot start TLS with %s: %s", session->address().c_str(), TlsContext::errors().c_str());
+      return;  // deleted here, closing its socket
+    }
+    session->use_tls(ssl);
+  }
   if (!session->start()) {
     // Never listed, no handle: deleted right here (closing its socket).
     LOG_WARN("replica", "cannot watch the socket of %s: closing it", session->address().c_str());

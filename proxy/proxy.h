@@ -34,6 +34,7 @@ class LiveFeed;
 class LiveRestart;
 class Refresher;
 class Standby;
+class TlsContext;
 struct Handover;
 class Listener;
 class ReplicaSession;
@@ -56,6 +57,7 @@ struct Counters {
   uint64_t closed_protocol_errors = 0;  // input past a limit or not RESP
   uint64_t closed_handshake_timeouts = 0;
   uint64_t closed_replica_timeouts = 0;  // --replica-timeout (ReplicaSession::on_second)
+  uint64_t tls_handshake_failures = 0;   // on --tls-port (a certificate refused, not TLS at all, ...)
 };
 
 class Proxy : public SessionHost {
@@ -211,7 +213,10 @@ class Proxy : public SessionHost {
  private:
   static void on_ping_timer(uv_timer_t* t);
   static void on_keepalive_timer(uv_timer_t* t);
-  void accept_replica(int fd, const sockaddr_storage& peer);
+  void accept_replica(int fd, const sockaddr_storage& peer, bool tls);
+ public:
+  const TlsContext* tls_context() const { return tls_.get(); }
+ private:
   // Bytes an online replica has not acknowledged yet (0 for the others).
   uint64_t lag_bytes(const ReplicaSession& s) const;
   void refuse(int fd, const std::string& ip, int port, const std::string& reply, const std::string& why,
@@ -256,6 +261,8 @@ class Proxy : public SessionHost {
   uint64_t next_session_id_ = 1;
 
   std::unique_ptr<Listener> listener_;  // the replica port
+  std::unique_ptr<Listener> tls_listener_;  // --tls-port
+  std::unique_ptr<TlsContext> tls_;
   uv_timer_t ping_timer_{};
   uv_timer_t keepalive_timer_{};
   std::string storage_error_;

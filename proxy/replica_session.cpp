@@ -1,5 +1,9 @@
 #include "proxy/replica_session.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/sendfile.h>
@@ -16,6 +20,7 @@
 #include "proxy/handover.h"
 #include "proxy/listener.h"
 #include "proxy/log.h"
+#include "proxy/tls.h"
 #include "proxy/proxy.h"
 
 namespace psync::proxy {
@@ -57,7 +62,81 @@ ReplicaSession::ReplicaSession(SessionHost& host, uint64_t id, int fd, std::stri
       store_(host.store()), id_(id), fd_(fd), ip_(std::move(ip)), port_(port), created_ms_(now_ms()) {}
 
 ReplicaSession::~ReplicaSession() {
+  if (ssl_) SSL_free(ssl_);
   if (fd_ >= 0) ::close(fd_);
+}
+
+void ReplicaSession::use_tls(SSL* ssl) {
+  ssl_ = ssl;
+  tls_accepting_ = true;
+}
+
+void ReplicaSession::tls_handshake() {
+  ERR_clear_error();
+  const int r = SSL_do_handshake(ssl_);
+  if (r == 1) {
+    tls_accepting_ = false;
+    tls_wants_write_ = false;
+#ifdef BIO_get_ktls_send
+    ktls_send_ = BIO_get_ktls_send(SSL_get_wbio(ssl_)) != 0;
+#endif
+    LOG_DEBUG(kComponent, "client %s: TLS %s (%s)%s", address().c_str(), SSL_get_version(ssl_),
+              SSL_get_cipher_name(ssl_), ktls_send_ ? ", kernel TLS for sending" : "");
+    update_poll();
+    return;
+  }
+  const int e = SSL_get_error(ssl_, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    tls_wants_write_ = e == SSL_ERROR_WANT_WRITE;
+    update_poll();
+    return;
+  }
+  std::string why = e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0
+                        ? std::string(errno ? strerror(errno) : "the peer closed the connection")
+                        : TlsContext::errors();
+  const long verify = SSL_get_verify_result(ssl_);
+  if (verify != X509_V_OK) why += " (certificate: " + std::string(X509_verify_cert_error_string(verify)) + ")";
+  proxy_.counters().tls_handshake_failures++;
+  LOG_WARN(kComponent, "TLS handshake with %s failed: %s", address().c_str(), why.c_str());
+  close("TLS handshake failed: " + why);
+}
+
+ssize_t ReplicaSession::io_read(char* buf, size_t len) {
+  if (!ssl_) return ::read(fd_, buf, len);
+  ERR_clear_error();
+  const int r = SSL_read(ssl_, buf, static_cast<int>(std::min<size_t>(len, INT32_MAX)));
+  if (r > 0) return r;
+  const int e = SSL_get_error(ssl_, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    errno = EAGAIN;
+    return -1;
+  }
+  if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0)) return 0;
+  if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) return -1;  // errno says why
+  tls_error_ = TlsContext::errors();
+  errno = EPROTO;
+  return -1;
+}
+
+ssize_t ReplicaSession::io_write(const char* buf, size_t len) {
+  if (!ssl_) return ::write(fd_, buf, len);
+  ERR_clear_error();
+  const int r = SSL_write(ssl_, buf, static_cast<int>(std::min<size_t>(len, INT32_MAX)));
+  if (r > 0) return r;
+  const int e = SSL_get_error(ssl_, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    errno = EAGAIN;
+    return -1;
+  }
+  if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno != 0) return -1;
+  tls_error_ = TlsContext::errors();
+  errno = EPROTO;
+  return -1;
+}
+
+bool ReplicaSession::tls_input_pending() const {
+  return ssl_ && !tls_accepting_ && SSL_pending(ssl_) > 0 && !output_full() && !input_held_ && !close_after_flush_ &&
+         !blocked_;
 }
 
 std::string ReplicaSession::address() const {
@@ -165,6 +244,11 @@ void ReplicaSession::close(const std::string& reason) {
     LOG_DEBUG(kComponent, "client %s disconnected: %s", address().c_str(), reason.c_str());
   }
   bulk_.reset();
+  if (ssl_ && !tls_accepting_) {
+    ERR_clear_error();
+    SSL_shutdown(ssl_);  // close_notify, if the socket takes it; never waited for
+    ERR_clear_error();
+  }
   if (blocked_) {
     blocked_ = false;
     proxy_.wait_ended(this);
@@ -239,8 +323,14 @@ void ReplicaSession::on_poll(uv_poll_t* handle, int status, int events) {
     self->close("connection closed by peer while blocked in WAIT");
     return;
   }
+  if (self->tls_accepting_) {
+    self->tls_handshake();
+    if (self->closing_ || self->tls_accepting_) return;
+  }
   if (events & UV_WRITABLE) self->pump();
-  if (!self->closing_ && (events & (UV_READABLE | UV_DISCONNECT))) self->handle_readable();
+  if (!self->closing_ && ((events & (UV_READABLE | UV_DISCONNECT)) || self->tls_input_pending())) {
+    self->handle_readable();
+  }
 }
 
 bool ReplicaSession::output_full() const { return out_.size() - out_pos_ >= kMaxPendingReplies; }
@@ -248,6 +338,14 @@ bool ReplicaSession::output_full() const { return out_.size() - out_pos_ >= kMax
 void ReplicaSession::update_poll() {
   if (closing_ || !poll_started_) return;
   int events = 0;
+  if (tls_accepting_) {
+    events = UV_READABLE | (tls_wants_write_ ? UV_WRITABLE : 0);
+    if (events != poll_events_) {
+      poll_events_ = events;
+      uv_poll_start(&poll_, events, on_poll);
+    }
+    return;
+  }
   // Input is read only while commands may be dispatched (see the header);
   // a client blocked in WAIT is watched for its close only.
   if (!output_full() && !input_held_ && !close_after_flush_ && !blocked_) events |= UV_READABLE;
@@ -265,10 +363,14 @@ void ReplicaSession::update_poll() {
 void ReplicaSession::handle_readable() {
   char buf[kReadChunk];
   for (int round = 0; round < 4 && !output_full() && !input_held_ && !close_after_flush_ && !blocked_; ++round) {
-    ssize_t n = ::read(fd_, buf, sizeof buf);
+    ssize_t n = io_read(buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EPROTO && ssl_) {
+        close("TLS error: " + tls_error_);
+        return;
+      }
       socket_failed("read error", errno);
       return;
     }
@@ -280,7 +382,8 @@ void ReplicaSession::handle_readable() {
     proxy_.counters().net_input_bytes += static_cast<uint64_t>(n);
     parser_.feed(std::string_view(buf, static_cast<size_t>(n)));
     if (!dispatch_buffered()) return;
-    if (static_cast<size_t>(n) < sizeof buf) break;
+    // (TLS: a read gives one record at most; SSL_pending says whether more is decrypted.)
+    if (static_cast<size_t>(n) < sizeof buf && !(ssl_ && SSL_pending(ssl_) > 0)) break;
   }
   pump();
 }
@@ -699,7 +802,40 @@ ReplicaSession::Sent ReplicaSession::send_file(int in_fd, uint64_t pos, size_t l
                                                size_t& sent) {
   for (;;) {
     off_t off = static_cast<off_t>(pos);
-    ssize_t n = ::sendfile(fd_, in_fd, &off, len);
+    ssize_t n = 0;
+    if (!ssl_) {
+      n = ::sendfile(fd_, in_fd, &off, len);
+    } else if (ktls_send_) {
+      ERR_clear_error();
+      const ossl_ssize_t r = SSL_sendfile(ssl_, in_fd, off, len, 0);
+      if (r > 0) {
+        n = static_cast<ssize_t>(r);
+      } else {
+        const int e = SSL_get_error(ssl_, static_cast<int>(r));
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) return Sent::kBlocked;
+        tls_error_ = TlsContext::errors();
+        close(std::string("sending ") + what + " failed (kernel TLS): " + tls_error_);
+        return Sent::kClosed;
+      }
+    } else {
+      // Without kernel TLS: a bounded chunk read, encrypted by OpenSSL. A
+      // retried write reads the same bytes again (the file does not change
+      // where it was read).
+      if (!tls_chunk_) tls_chunk_ = std::make_unique<char[]>(TlsContext::kChunk);
+      const size_t want = std::min(len, TlsContext::kChunk);
+      ssize_t got = ::pread(in_fd, tls_chunk_.get(), want, off);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        if (got == 0) close(std::string("sending ") + what + " failed: the file ended early");
+        else socket_failed(std::string("reading ") + what + " failed", errno);
+        return Sent::kClosed;
+      }
+      n = io_write(tls_chunk_.get(), static_cast<size_t>(got));
+      if (n < 0 && errno == EPROTO) {
+        close(std::string("sending ") + what + " failed: TLS error: " + tls_error_);
+        return Sent::kClosed;
+      }
+    }
     if (n > 0) {
       sent = static_cast<size_t>(n);
       proxy_.counters().net_output_bytes += sent;
@@ -723,12 +859,16 @@ void ReplicaSession::pump() {
   bool blocked = false;
   while (budget > 0) {
     if (out_pos_ < out_.size()) {
-      ssize_t n = ::write(fd_, out_.data() + out_pos_, out_.size() - out_pos_);
+      ssize_t n = io_write(out_.data() + out_pos_, out_.size() - out_pos_);
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
           blocked = true;
           break;
+        }
+        if (errno == EPROTO && ssl_) {
+          close("TLS error: " + tls_error_);
+          return;
         }
         socket_failed("write error", errno);
         return;
@@ -813,7 +953,7 @@ void ReplicaSession::pump() {
   }
   // Blocked on a full socket, or a budget spent (the socket is still writable,
   // so the poll fires again at once and other sessions get their turn).
-  want_write_ = blocked || budget == 0 || turn_spent_;
+  want_write_ = blocked || budget == 0 || turn_spent_ || tls_input_pending();
   update_poll();
 }
 

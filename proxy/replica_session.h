@@ -61,6 +61,8 @@
 #include "protocol/request_parser.h"
 #include "proxy/admin_commands.h"
 
+typedef struct ssl_st SSL;
+
 namespace psync::proxy {
 
 struct Config;
@@ -122,6 +124,12 @@ class ReplicaSession {
   ReplicaSession& operator=(const ReplicaSession&) = delete;
 
   bool start();
+  // A connection on the TLS port: the session owns ssl (proxy/tls.h) and
+  // runs its handshake before anything else. Before start().
+  void use_tls(SSL* ssl);
+  bool tls() const { return ssl_ != nullptr; }
+  // The kernel encrypts what this TLS session sends (SSL_sendfile).
+  bool ktls_send() const { return ktls_send_; }
   // Closes the connection (idempotent). The proxy deletes the session once
   // its handle is closed.
   void close(const std::string& reason);
@@ -184,7 +192,9 @@ class ReplicaSession {
   // the handover stays small whatever clients do.
   static constexpr size_t kMaxHandedOverBytes = 256 * 1024;
   bool can_hand_over() const {
-    return !closing_ && !close_after_flush_ &&
+    // A TLS session's state is in OpenSSL's memory: not handed over (the
+    // replica reconnects and continues with PSYNC).
+    return !closing_ && !close_after_flush_ && !ssl_ &&
            (out_.size() - out_pos_) + parser_.buffered() <= kMaxHandedOverBytes;
   }
   // Its whole state; the descriptor stays open (the exec keeps it).
@@ -234,6 +244,19 @@ class ReplicaSession {
   const backlog::LineageStore& store_;  // what the session serves: read only
   uint64_t id_;
   int fd_;
+  // TLS (null on the plain port).
+  SSL* ssl_ = nullptr;
+  bool tls_accepting_ = false;     // the handshake is not done
+  bool tls_wants_write_ = false;   // the handshake (or a read) waits for the socket to take bytes
+  bool ktls_send_ = false;
+  std::unique_ptr<char[]> tls_chunk_;  // a file chunk for SSL_write (without kernel TLS)
+  std::string tls_error_;          // OpenSSL's reason for the last failed call
+  void tls_handshake();
+  // read/write through TLS or not: -1 with errno EAGAIN when it would block.
+  ssize_t io_read(char* buf, size_t len);
+  ssize_t io_write(const char* buf, size_t len);
+  // Decrypted bytes OpenSSL holds that no poll event will announce.
+  bool tls_input_pending() const;
   std::string ip_;
   int port_;
   uint64_t created_ms_;

@@ -12,6 +12,7 @@
 #include "proxy/live_restart.h"
 #include "proxy/refresher.h"
 #include "proxy/standby.h"
+#include "proxy/tls.h"
 #include "protocol/text.h"
 
 namespace psync::proxy {
@@ -72,6 +73,16 @@ StatusView Proxy::status_view() const {
       sb.alignment_behind = t->behind();
     }
     v.standby = std::move(sb);
+  }
+  if (config_.tls_port != 0) {
+    StatusView::TlsPart t;
+    t.port = config_.tls_port;
+    t.auth_clients = config_.tls_auth_clients == TlsAuthClients::kYes  ? "yes"
+                     : config_.tls_auth_clients == TlsAuthClients::kNo ? "no"
+                                                                       : "optional";
+    t.ktls_possible = tls_ && tls_->ktls_possible();
+    t.handshake_failures = counters_.tls_handshake_failures;
+    v.tls = t;
   }
   v.proxy.run_id = process_run_id();
   v.proxy.port = config_.port;
@@ -157,6 +168,8 @@ StatusView Proxy::status_view() const {
     r.lag_bytes = lag_bytes(*s);
     r.lag_seconds = s->seconds_since_ack();
     if (s->state() == ReplicaSession::State::kSendBulk && store_.snapshot()) r.bulk_bytes_sent = s->bulk_sent();
+    r.tls = s->tls();
+    r.ktls_send = s->ktls_send();
     v.replicas.push_back(std::move(r));
   }
   v.counters = counters_;
@@ -187,6 +200,14 @@ std::string render_status_json(const StatusView& v) {
                 {"role", v.proxy.role},
                 {"replid2", v.proxy.replid2.empty() ? json(nullptr) : json(v.proxy.replid2)},
                 {"second_offset", v.proxy.second_offset < 0 ? json(nullptr) : json(v.proxy.second_offset)}};
+  if (v.tls) {
+    j["tls"] = {{"port", v.tls->port},
+                {"auth_clients", v.tls->auth_clients},
+                {"ktls", v.tls->ktls_possible ? "asked for" : "unavailable"},
+                {"handshake_failures", v.tls->handshake_failures}};
+  } else {
+    j["tls"] = nullptr;
+  }
   if (v.standby) {
     const auto& sb = *v.standby;
     j["standby"] = {{"active", sb.active},
@@ -273,7 +294,9 @@ std::string render_status_json(const StatusView& v) {
               {"acked_offset", s.acked_offset},
               {"sent_offset", s.sent_offset},
               {"lag_bytes", s.lag_bytes},
-              {"lag_seconds", seconds_or_null(s.lag_seconds)}};
+              {"lag_seconds", seconds_or_null(s.lag_seconds)},
+              {"tls", s.tls},
+              {"ktls", s.ktls_send}};
     if (s.bulk_bytes_sent) r["bulk_bytes_sent"] = *s.bulk_bytes_sent;
     replicas.push_back(std::move(r));
   }

@@ -97,6 +97,15 @@ struct StatusView {
     uint64_t lag_bytes = 0;
     double lag_seconds = -1;  // < 0: never (null)
     std::optional<uint64_t> bulk_bytes_sent;  // during send_bulk
+    bool tls = false;        // on --tls-port
+    bool ktls_send = false;  // the kernel encrypts what it is sent
+  };
+  // --tls-port (proxy/tls.h).
+  struct TlsPart {
+    uint16_t port = 0;
+    std::string auth_clients;  // yes, no, optional
+    bool ktls_possible = false;  // the kernel's tls module is loaded and OpenSSL has kernel TLS
+    uint64_t handshake_failures = 0;
   };
 
   struct RefreshPart {
@@ -142,6 +151,7 @@ struct StatusView {
 
   ProxyPart proxy;
   std::optional<StandbyPart> standby;
+  std::optional<TlsPart> tls;
   UpstreamPart upstream;
   RefreshPart refresh;
   LogPart log;

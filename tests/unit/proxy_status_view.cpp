@@ -78,7 +78,7 @@ std::set<std::string> keys(const json& j) {
 
 TEST_CASE("status view: the /status fields, with null where a value is unknown") {
   json j = json::parse(render_status_json(busy_view()));
-  CHECK(keys(j) == std::set<std::string>{"proxy", "upstream", "log", "storage", "snapshot", "replicas", "counters", "refresh", "standby"});
+  CHECK(keys(j) == std::set<std::string>{"proxy", "upstream", "log", "storage", "snapshot", "replicas", "counters", "refresh", "standby", "tls"});
   CHECK(keys(j["proxy"]) == std::set<std::string>{"version", "replid", "offset", "uptime_seconds", "pid", "build",
                                                   "started_unix", "live_restarts", "live_restart", "role", "replid2", "second_offset"});
   CHECK(keys(j["proxy"]["live_restart"]) == std::set<std::string>{"state", "last_error", "last_attempt_unix", "fallbacks"});
