@@ -282,6 +282,12 @@ const std::vector<OptionSpec>& option_specs() {
          }
          return e;
        }},
+      {"status-tls", "yes: HTTPS on the status port, with the --tls-* certificates and --tls-auth-clients", "no",
+       [](Config& c, const std::string& v) {
+         std::string e = choice(v, {"yes", "no"});
+         if (e.empty()) c.status_tls = v == "yes";
+         return e;
+       }},
       {"requirepass", "Password replicas must AUTH with (briefly visible in the process list: prefer --requirepass-file)",
        "", [](Config& c, const std::string& v) { return set_secret(c.requirepass, c.requirepass_from, "requirepass", v); }},
       {"requirepass-file", "File holding the password replicas must AUTH with (trailing newline ignored)", "",
@@ -443,9 +449,12 @@ ParseResult parse_args(int argc, char** argv) {
   }
   if (c.status_bind.empty()) c.status_bind = c.bind;
   if (!c.masteruser.empty() && c.masterauth.empty()) return fail("--masteruser needs --masterauth");
-  if (c.tls_port != 0) {
-    if (c.tls_cert_file.empty() || c.tls_key_file.empty()) return fail("--tls-port needs --tls-cert-file and --tls-key-file");
-    if (c.tls_port == c.port) return fail("--tls-port must differ from --port");
+  if (c.tls_port != 0 || c.status_tls) {
+    const char* what = c.tls_port != 0 ? "--tls-port" : "--status-tls yes";
+    if (c.tls_cert_file.empty() || c.tls_key_file.empty()) {
+      return fail(std::string(what) + " needs --tls-cert-file and --tls-key-file");
+    }
+    if (c.tls_port != 0 && c.tls_port == c.port) return fail("--tls-port must differ from --port");
     if (c.tls_auth_clients != TlsAuthClients::kNo && c.tls_ca_cert_file.empty()) {
       return fail("--tls-auth-clients yes or optional needs --tls-ca-cert-file (or --tls-auth-clients no)");
     }

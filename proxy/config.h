@@ -67,6 +67,7 @@ struct Config {
   std::string tls_key_file;
   std::string tls_ca_cert_file;
   TlsAuthClients tls_auth_clients = TlsAuthClients::kYes;  // Redis's default
+  bool status_tls = false;  // --status-tls: HTTPS on the status port, with the same certificates
 };
 
 // What parse_args decided: run with a config, or exit with a code after

@@ -205,13 +205,15 @@ bool Proxy::start(const Handover* handover) {
 
   // The TLS replica port (proxy/tls.h). Not handed over by a live restart:
   // a new image binds it again (its sessions reconnect).
-  if (config_.tls_port != 0) {
+  if (config_.tls_port != 0 || config_.status_tls) {
     tls_ = std::make_unique<TlsContext>();
     error = tls_->load(config_);
     if (!error.empty()) {
       LOG_ERROR(kComponent, "%s", error.c_str());
       return false;
     }
+  }
+  if (config_.tls_port != 0) {
     tls_listener_ = std::make_unique<Listener>(
         loop_, "replicas (TLS)", "--bind",
         "-ERR max number of clients reached (psync-proxy is out of file descriptors)\r\n",
@@ -255,8 +257,9 @@ bool Proxy::start(const Handover* handover) {
   if (handover) {
     take_over(*handover);
   } else {
-    LOG_INFO(kComponent, "psync-proxy %s: replicas on %s:%u, status on http://%s:%u/status, data in %s",
-             build_id().c_str(), config_.bind.c_str(), config_.port, config_.status_bind.c_str(),
+    LOG_INFO(kComponent, "psync-proxy %s: replicas on %s:%u, status on %s://%s:%u/status, data in %s",
+             build_id().c_str(), config_.bind.c_str(), config_.port, config_.status_tls ? "https" : "http",
+             config_.status_bind.c_str(),
              config_.status_port, config_.dir.c_str());
     feed_->start();
   }

@@ -1,6 +1,8 @@
 #include "proxy/status_http.h"
 
 #include <http_parser.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include <unistd.h>
 
@@ -10,6 +12,7 @@
 #include "proxy/listener.h"
 #include "proxy/log.h"
 #include "proxy/proxy.h"
+#include "proxy/tls.h"
 
 namespace psync::proxy {
 
@@ -44,6 +47,77 @@ struct Connection {
   std::string received;
   bool answered = false;
   int open_handles = 2;
+  // --status-tls: OpenSSL between memory buffers and the libuv stream.
+  SSL* ssl = nullptr;
+  BIO* rbio = nullptr;  // what the peer sent, for OpenSSL to decrypt (owned by ssl)
+  BIO* wbio = nullptr;  // what OpenSSL has for the peer (owned by ssl)
+  bool handshake_done = false;
+
+  ~Connection() {
+    if (ssl) SSL_free(ssl);
+  }
+
+  // Bytes to the peer as they are; close_after: then close.
+  void write_raw(std::string data, bool close_after) {
+    struct Write {
+      uv_write_t req;
+      std::string data;
+      Connection* conn;
+      bool close_after;
+    };
+    if (data.empty()) {
+      if (close_after) close();
+      return;
+    }
+    auto* w = new Write{{}, std::move(data), this, close_after};
+    w->req.data = w;
+    uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+    int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp), &b, 1, [](uv_write_t* req, int status) {
+      auto* w = static_cast<Write*>(req->data);
+      if (w->close_after || status < 0) w->conn->close();
+      delete w;
+    });
+    if (rc != 0) {
+      delete w;
+      close();
+    }
+  }
+
+  // What OpenSSL has for the peer.
+  std::string drain_tls() {
+    std::string out;
+    char buf[4096];
+    int n;
+    while ((n = BIO_read(wbio, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    return out;
+  }
+
+  // TLS bytes in; false once the connection is closing. Plaintext goes to received.
+  bool tls_in(const char* data, size_t len) {
+    BIO_write(rbio, data, static_cast<int>(len));
+    if (!handshake_done) {
+      ERR_clear_error();
+      const int r = SSL_do_handshake(ssl);
+      if (r != 1) {
+        const int e = SSL_get_error(ssl, r);
+        if (e == SSL_ERROR_WANT_READ) {
+          write_raw(drain_tls(), false);
+          return true;
+        }
+        proxy->counters().tls_handshake_failures++;
+        LOG_WARN("status", "TLS handshake on the status port failed: %s", TlsContext::errors().c_str());
+        write_raw(drain_tls(), true);  // the alert, then close
+        answered = true;
+        return false;
+      }
+      handshake_done = true;
+      write_raw(drain_tls(), false);
+    }
+    char buf[4096];
+    int n;
+    while ((n = SSL_read(ssl, buf, sizeof buf)) > 0) received.append(buf, static_cast<size_t>(n));
+    return true;
+  }
 
   static void on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
     static char scratch[4096];  // the loop is single-threaded; copied at once
@@ -57,7 +131,11 @@ struct Connection {
       c->close();
       return;
     }
-    c->received.append(buf->base, static_cast<size_t>(n));
+    if (c->ssl) {
+      if (!c->tls_in(buf->base, static_cast<size_t>(n))) return;
+    } else {
+      c->received.append(buf->base, static_cast<size_t>(n));
+    }
     if (c->received.size() > kMaxHttpRequest) {
       c->answer(json_error(431, "Request Header Fields Too Large", "request too large", false));
       return;
@@ -73,23 +151,13 @@ struct Connection {
   void answer(std::string response) {
     answered = true;
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp));
-    struct Write {
-      uv_write_t req;
-      std::string data;
-      Connection* conn;
-    };
-    auto* w = new Write{{}, std::move(response), this};
-    w->req.data = w;
-    uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-    int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp), &b, 1, [](uv_write_t* req, int) {
-      auto* w = static_cast<Write*>(req->data);
-      w->conn->close();
-      delete w;
-    });
-    if (rc != 0) {
-      delete w;
-      close();
+    if (ssl) {
+      // A memory BIO takes it all; then close_notify.
+      SSL_write(ssl, response.data(), static_cast<int>(response.size()));
+      SSL_shutdown(ssl);
+      response = drain_tls();
     }
+    write_raw(std::move(response), true);
   }
 
   void close() {
@@ -158,6 +226,17 @@ void StatusServer::on_connection(int fd) {
   c->proxy = &proxy_;
   c->open_connections = &open_connections_;
   ++open_connections_;
+  if (proxy_.config().status_tls) {
+    const TlsContext* tls = proxy_.tls_context();
+    c->ssl = tls ? tls->accept_in_memory(c->rbio, c->wbio) : nullptr;
+    if (!c->ssl) {
+      LOG_WARN("status", "cannot start TLS on the status port: %s", TlsContext::errors().c_str());
+      --open_connections_;
+      delete c;
+      ::close(fd);
+      return;
+    }
+  }
   uv_tcp_init(proxy_.loop(), &c->tcp);
   uv_timer_init(proxy_.loop(), &c->timer);
   c->tcp.data = c;

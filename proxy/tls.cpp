@@ -76,3 +76,24 @@ SSL* TlsContext::accept_on(int fd) const {
 }
 
 }  // namespace psync::proxy
+
+namespace psync::proxy {
+
+SSL* TlsContext::accept_in_memory(BIO*& rbio, BIO*& wbio) const {
+  if (!ctx_) return nullptr;
+  SSL* ssl = SSL_new(ctx_);
+  if (!ssl) return nullptr;
+  rbio = BIO_new(BIO_s_mem());
+  wbio = BIO_new(BIO_s_mem());
+  if (!rbio || !wbio) {
+    BIO_free(rbio);
+    BIO_free(wbio);
+    SSL_free(ssl);
+    return nullptr;
+  }
+  SSL_set_bio(ssl, rbio, wbio);  // owned by ssl from here
+  SSL_set_accept_state(ssl);
+  return ssl;
+}
+
+}  // namespace psync::proxy

@@ -1,4 +1,4 @@
-// TLS on the replica port (--tls-port), with OpenSSL, under Redis's own
+// TLS on the replica port (--tls-port) and the status port (--status-tls), with OpenSSL, under Redis's own
 // option names: --tls-cert-file, --tls-key-file, --tls-ca-cert-file,
 // --tls-auth-clients yes|no|optional.
 //
@@ -16,6 +16,7 @@
 
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;
+typedef struct bio_st BIO;
 
 namespace psync::proxy {
 
@@ -36,6 +37,9 @@ class TlsContext {
   bool loaded() const { return ctx_ != nullptr; }
   // A server SSL object on fd (non-blocking), null when OpenSSL refuses.
   SSL* accept_on(int fd) const;
+  // One between two memory buffers (the status port: libuv owns the
+  // socket): rbio takes what the peer sent, wbio holds what goes to it.
+  SSL* accept_in_memory(BIO*& rbio, BIO*& wbio) const;
   // Whether kernel TLS can be asked for (the module is loaded and OpenSSL
   // has it): each connection then says whether it got it.
   bool ktls_possible() const { return ktls_possible_; }

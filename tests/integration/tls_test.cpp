@@ -8,6 +8,7 @@
 
 #include "tests/support/compat.h"
 #include "tests/support/fault_helpers.h"
+#include "tests/support/http.h"
 #include "tests/support/keyspace.h"
 #include "tests/support/ports.h"
 #include "tests/support/process.h"
@@ -134,5 +135,48 @@ TEST_CASE("tls: Redis 7 replicas with tls-replication yes follow a SYNC-only mas
     // The replicas went on meanwhile.
     write_burst(m, {0, 1, 5}, 10);
     wait_keyspace_equal(master, r2, 30);
+    check_clean_shutdown(proxy);
+}
+
+TEST_CASE("tls: --status-tls yes: /status over HTTPS with the proxy's certificate; plain HTTP and a client certificate the CA did not sign get nothing") {
+    Sandbox sandbox;
+    Certs certs(sandbox.subdir("certs"));
+    RedisServer master(sandbox, "master", sync_only_master_options());
+    master.start();
+    const std::string curl = find_executable("curl");
+    const std::string dir = sandbox.subdir("curl");
+    int calls = 0;
+    // curl with the CA (and a certificate), exit code and body.
+    auto https = [&](int port, const std::string& path, const std::string& cert, const std::string& key) {
+        const std::string out = dir + "/out-" + std::to_string(++calls);
+        std::vector<std::string> argv = {curl, "-s", "--max-time", "5", "--cacert", certs.ca};
+        if (!cert.empty()) argv.insert(argv.end(), {"--cert", cert, "--key", key});
+        argv.push_back("https://127.0.0.1:" + std::to_string(port) + path);
+        const int rc = run_command(argv, out, 20);
+        return std::make_pair(rc, read_file(out));
+    };
+    ProxyOptions po;
+    po.extra_args = {"--status-tls", "yes", "--tls-cert-file", certs.server_crt, "--tls-key-file", certs.server_key,
+                     "--tls-ca-cert-file", certs.ca, "--tls-auth-clients", "yes"};
+    po.status_probe = [&](int port) {
+        return https(port, "/status", certs.client_crt, certs.client_key).second.find("\"proxy\"") != std::string::npos;
+    };
+    ProxyProcess proxy(sandbox, "proxy", master.port(), po);
+    proxy.start();
+    const auto ok = https(proxy.status_port(), "/healthz", certs.client_crt, certs.client_key);
+    wait_until("/healthz over HTTPS", 20, [&](std::string& state) {
+        const auto r = https(proxy.status_port(), "/healthz", certs.client_crt, certs.client_key);
+        state = "curl " + std::to_string(r.first) + ": " + r.second;
+        return r.second == "ok\n";
+    });
+    const auto page = https(proxy.status_port(), "/", certs.client_crt, certs.client_key);
+    CHECK(page.first == 0);
+    CHECK(page.second.find("<title>psync-proxy</title>") != std::string::npos);
+    // Refused: no certificate, one the CA did not sign, plain HTTP.
+    CHECK(https(proxy.status_port(), "/status", "", "").second.empty());
+    CHECK(https(proxy.status_port(), "/status", certs.rogue_crt, certs.rogue_key).second.empty());
+    CHECK_THROWS(http_get(proxy.status_port(), "/status", 2));
+    CHECK(count_log_lines(proxy.log_path(), "TLS handshake on the status port failed", true) >= 3);
+    (void)ok;
     check_clean_shutdown(proxy);
 }

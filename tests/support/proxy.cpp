@@ -65,9 +65,14 @@ void ProxyProcess::start() {
             }
             try {
                 // /status answers as soon as the proxy serves (/healthz only once it has a snapshot).
-                HttpResponse r = http_get(status_port_, "/status", 1.0);
-                if (r.status == 200) return;
-                why = "GET /status -> " + std::to_string(r.status) + " " + r.body;
+                if (options_.status_probe) {
+                    if (options_.status_probe(status_port_)) return;
+                    why = "the status probe did not succeed";
+                } else {
+                    HttpResponse r = http_get(status_port_, "/status", 1.0);
+                    if (r.status == 200) return;
+                    why = "GET /status -> " + std::to_string(r.status) + " " + r.body;
+                }
             } catch (const std::exception& e) {
                 why = e.what();
             }

@@ -26,6 +26,9 @@ struct ProxyOptions {
     std::string data_dir;      // --dir; "" = <sandbox>/<name>/data, created by the sandbox
     std::optional<uint64_t> file_size_limit;  // RLIMIT_FSIZE of the proxy (see Process)
     std::optional<uint64_t> open_files_limit;  // RLIMIT_NOFILE of the proxy (see Process)
+    // How start() knows the proxy serves (true: it does), given the status port; unset: a
+    // plain GET /status that answers 200 (set it for --status-tls).
+    std::function<bool(int status_port)> status_probe;
 };
 
 class ProxyProcess {
