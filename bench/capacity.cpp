@@ -4,7 +4,12 @@
 //
 //   bench_capacity --listen PORT --proxy-port P --proxy-pid PID --rdb FILE
 //                  --sinks N --bytes B [--ready-file F] [--timeout S] [--copy]
+//                  [--tls CA_FILE CERT_FILE KEY_FILE]
 //                  (or --proxy-pid-file F: read once the sinks are online)
+//
+// With --tls the sinks connect with TLS (OpenSSL, TLS 1.3, the certificate
+// given) to --proxy-port, which is then the proxy's --tls-port; they decrypt
+// everything they receive (SSL_read into a buffer) and count the plaintext.
 //
 // 1. Listens on 127.0.0.1:PORT (writes --ready-file once it does) and plays a
 //    2.6 master to the proxy that connects: +OK to REPLCONF listening-port,
@@ -41,6 +46,9 @@
 #include <thread>
 #include <vector>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "bench/stream_gen.h"
 
 namespace {
@@ -65,7 +73,10 @@ struct Options {
   std::string ready_file;
   double timeout = 120;
   bool copy = false;
+  std::string tls_ca, tls_cert, tls_key;  // --tls: the sinks speak TLS
 };
+
+SSL_CTX* g_tls = nullptr;  // the sinks' client context with --tls
 
 // utime + stime of a process, in seconds.
 double process_cpu_seconds(int pid) {
@@ -101,21 +112,21 @@ void set_timeouts(int fd, double seconds) {
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
-void write_all(int fd, const char* p, size_t n) {
+void write_all(int fd, const char* p, size_t n, SSL* ssl = nullptr) {
   while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
+    ssize_t w = ssl ? SSL_write(ssl, p, static_cast<int>(n)) : ::write(fd, p, n);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) die(std::string("write: ") + strerror(errno));
     p += w;
     n -= static_cast<size_t>(w);
   }
 }
-void write_all(int fd, const std::string& s) { write_all(fd, s.data(), s.size()); }
+void write_all(int fd, const std::string& s, SSL* ssl = nullptr) { write_all(fd, s.data(), s.size(), ssl); }
 
 // A blocking reader with a buffer: lines and exact byte counts.
 class Reader {
  public:
-  explicit Reader(int fd) : fd_(fd) {}
+  explicit Reader(int fd, SSL* ssl = nullptr) : fd_(fd), ssl_(ssl) {}
   // A line without its CRLF / LF; false on EOF or timeout.
   bool line(std::string& out) {
     for (;;) {
@@ -158,13 +169,14 @@ class Reader {
       pos_ = 0;
     }
     char tmp[1 << 16];
-    ssize_t n = ::read(fd_, tmp, sizeof tmp);
+    ssize_t n = ssl_ ? SSL_read(ssl_, tmp, sizeof tmp) : ::read(fd_, tmp, sizeof tmp);
     if (n < 0 && errno == EINTR) return fill();
     if (n <= 0) return false;
     buf_.append(tmp, static_cast<size_t>(n));
     return true;
   }
   int fd_;
+  SSL* ssl_;
   std::string buf_;
   size_t pos_ = 0;
 };
@@ -267,6 +279,7 @@ int serve_upstream_handshake(int listen_fd, const std::string& rdb, double timeo
 
 struct Sink {
   int fd = -1;
+  SSL* ssl = nullptr;
   uint64_t got = 0;
   bool done = false;
   double done_at = 0;
@@ -278,21 +291,33 @@ bool sink_handshake(Sink& s, int proxy_port, int index, double timeout) {
   s.fd = tcp_connect(proxy_port);
   if (s.fd < 0) return false;
   set_timeouts(s.fd, timeout);
-  Reader r(s.fd);
+  if (g_tls) {
+    s.ssl = SSL_new(g_tls);
+    SSL_set_fd(s.ssl, s.fd);
+    if (SSL_connect(s.ssl) != 1) {
+      char err[256];
+      ERR_error_string_n(ERR_get_error(), err, sizeof err);
+      die(std::string("sink: TLS handshake failed: ") + err);
+    }
+  }
+  Reader r(s.fd, s.ssl);
   std::string line;
-  write_all(s.fd, "*1\r\n$4\r\nPING\r\n");
+  write_all(s.fd, "*1\r\n$4\r\nPING\r\n", s.ssl);
   if (!r.line(line) || line.empty() || line[0] != '+') die("sink: PING got: " + line);
   std::string port = std::to_string(20000 + index);
   write_all(s.fd, "*3\r\n$8\r\nREPLCONF\r\n$14\r\nlistening-port\r\n$" + std::to_string(port.size()) + "\r\n" +
-                      port + "\r\n*3\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$6\r\npsync2\r\n");
+                      port + "\r\n*3\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$6\r\npsync2\r\n",
+            s.ssl);
   for (int i = 0; i < 2; ++i) {
     if (!r.line(line)) die("sink: no reply to REPLCONF");
   }
-  write_all(s.fd, "*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n");
+  write_all(s.fd, "*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n", s.ssl);
   do {
     if (!r.line(line)) die("sink: no reply to PSYNC");
   } while (line.empty());
   if (line.rfind("-NOMASTERLINK", 0) == 0 || line.rfind("-LOADING", 0) == 0) {
+    if (s.ssl) SSL_free(s.ssl);
+    s.ssl = nullptr;
     ::close(s.fd);
     s.fd = -1;
     return false;
@@ -337,12 +362,26 @@ int main(int argc, char** argv) {
     else if (a == "--ready-file") o.ready_file = val();
     else if (a == "--timeout") o.timeout = std::stod(val());
     else if (a == "--copy") o.copy = true;
+    else if (a == "--tls") {
+      o.tls_ca = val();
+      o.tls_cert = val();
+      o.tls_key = val();
+    }
     else die("unknown argument " + a);
   }
   if (!o.listen_port || !o.proxy_port || o.rdb.empty()) {
     die("usage: bench_capacity --listen PORT --proxy-port P --proxy-pid PID --rdb FILE --sinks N --bytes B");
   }
   auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.timeout));
+  if (!o.tls_ca.empty()) {
+    g_tls = SSL_CTX_new(TLS_client_method());
+    if (!g_tls || SSL_CTX_load_verify_locations(g_tls, o.tls_ca.c_str(), nullptr) != 1 ||
+        SSL_CTX_use_certificate_file(g_tls, o.tls_cert.c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_use_PrivateKey_file(g_tls, o.tls_key.c_str(), SSL_FILETYPE_PEM) != 1) {
+      die("--tls: cannot load the CA, certificate or key");
+    }
+    SSL_CTX_set_verify(g_tls, SSL_VERIFY_PEER, nullptr);
+  }
   std::string rdb = read_file(o.rdb);
 
   // The prepared stream: whole commands, starting and ending in db 0, so it
@@ -388,7 +427,7 @@ int main(int argc, char** argv) {
     epoll_ctl(ep, EPOLL_CTL_ADD, sinks[i].fd, &ev);
   }
 
-  std::vector<char> scratch(o.copy ? (4 << 20) : 1);
+  std::vector<char> scratch(o.copy || g_tls ? (4 << 20) : 1);
   rusage ru0{};
   getrusage(RUSAGE_SELF, &ru0);
   double cpu0 = o.proxy_pid ? process_cpu_seconds(o.proxy_pid) : 0;
@@ -430,8 +469,18 @@ int main(int argc, char** argv) {
       }
       Sink& s = sinks[id - 1];
       for (;;) {
-        ssize_t r = o.copy ? ::recv(s.fd, scratch.data(), scratch.size(), 0)
-                           : ::recv(s.fd, nullptr, 16 << 20, MSG_TRUNC);
+        ssize_t r = 0;
+        if (s.ssl) {
+          // Every byte decrypted, as a TLS replica must.
+          r = SSL_read(s.ssl, scratch.data(), static_cast<int>(scratch.size()));
+          if (r <= 0) {
+            const int e = SSL_get_error(s.ssl, static_cast<int>(r));
+            if (e == SSL_ERROR_WANT_READ) break;
+            die("sink TLS read failed (" + std::to_string(e) + ")");
+          }
+        } else {
+          r = o.copy ? ::recv(s.fd, scratch.data(), scratch.size(), 0) : ::recv(s.fd, nullptr, 16 << 20, MSG_TRUNC);
+        }
         if (r < 0) {
           if (errno == EINTR) continue;
           if (errno == EAGAIN) break;
@@ -465,7 +514,7 @@ int main(int argc, char** argv) {
       "\"gbps_in\": %.4f, \"gbps_out_total\": %.4f, \"proxy_cpu_seconds\": %.3f, "
       "\"proxy_cpu_s_per_gb\": %.4f, \"proxy_vmhwm_kb\": %ld, \"proxy_vmrss_kb\": %ld, "
       "\"tool_cpu_seconds\": %.3f}\n",
-      o.sinks, o.copy ? "copy" : "msg_trunc", static_cast<unsigned long long>(total_in),
+      o.sinks, g_tls ? "tls" : o.copy ? "copy" : "msg_trunc", static_cast<unsigned long long>(total_in),
       static_cast<unsigned long long>(expected_out),
       static_cast<unsigned long long>(cycles * (st.commands + st.selects)),
       static_cast<double>(stream.size()) / static_cast<double>(st.commands + st.selects), upstream_done_at,

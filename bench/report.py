@@ -64,14 +64,21 @@ def s2_rows(s2):
         return []
     rows = []
     by = {}
+    tls = {}
     for r in s2["runs"]:
+        if r.get("transport") == "tls":
+            tls.setdefault(r["sinks"], []).append(r)
+            continue
         by.setdefault((r.get("log_dir", "disk"), r["sinks"]), []).append(r)
     one = None
+    plain = {}
     for (where, sinks) in sorted(by, key=lambda k: (k[0] != "disk", k[1])):
         runs = by[(where, sinks)]
         g = statistics.median(r["gbps_in"] for r in runs)
         cpu = statistics.median(r["proxy_cpu_s_per_gb"] for r in runs)
         n = len(runs)
+        if where == "disk":
+            plain[sinks] = g
         plural = "s" if sinks > 1 else ""
         if where == "disk" and sinks == 1:
             one = g
@@ -87,6 +94,19 @@ def s2_rows(s2):
         rows.append(row(2, f"proxy CPU seconds per GB, {sinks} replica{plural}"
                            + (f", data dir on {where}" if where != "disk" else ""),
                         None, cpu, None, "—", None))
+    # Over TLS (--tls-port, the sinks decrypting everything), side by side with plain TCP.
+    for sinks in sorted(tls):
+        runs = tls[sinks]
+        g = statistics.median(r["gbps_in"] for r in runs)
+        cpu = statistics.median(r["proxy_cpu_s_per_gb"] for r in runs)
+        p = plain.get(sinks)
+        ratio = g / p if p else None
+        plural = "s" if sinks > 1 else ""
+        goal = ("TLS ≥ 0.5× plain", ratio is not None and ratio >= 0.5) if sinks == 1 else ("— (ratio: to plain TCP)", None)
+        rows.append(row(2, f"stream ingested over TLS, {sinks} replica{plural}, GB/s (median of {len(runs)}; "
+                           f"plain TCP {p:.3f})" if p else f"stream ingested over TLS, {sinks} replica{plural}, GB/s",
+                        None, g, ratio, goal[0], goal[1]))
+        rows.append(row(2, f"proxy CPU seconds per GB over TLS, {sinks} replica{plural}", None, cpu, None, "—", None))
     return rows
 
 

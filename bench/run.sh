@@ -274,31 +274,54 @@ scenario2() {
   rcli "${RPORT[s2rdb]}" set hello world >/dev/null
   rcli "${RPORT[s2rdb]}" --rdb "$WORK/s2.rdb" >/dev/null 2>&1
   stop_redis s2rdb
-  local variant sinks rep runs=() bytes data
-  # 1 and 8 replicas with the data dir on the disk (as deployed); 1 replica
-  # with it on tmpfs, for context: what the disk's filesystem costs.
-  for variant in 1:disk 8:disk 1:tmpfs; do
+  local variant sinks rep runs=() bytes data where tls
+  # Certificates for the TLS rows: a CA, the proxy's, the sinks'.
+  local certs="$WORK/s2certs"
+  mkdir -p "$certs"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$certs/ca.key" -out "$certs/ca.crt" -days 2 \
+    -subj "/CN=bench CA" >/dev/null 2>&1
+  openssl req -newkey rsa:2048 -nodes -keyout "$certs/proxy.key" -out "$certs/proxy.csr" -subj "/CN=127.0.0.1" \
+    -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1
+  openssl x509 -req -in "$certs/proxy.csr" -CA "$certs/ca.crt" -CAkey "$certs/ca.key" -CAcreateserial \
+    -out "$certs/proxy.crt" -days 2 -copy_extensions copy >/dev/null 2>&1
+  openssl req -newkey rsa:2048 -nodes -keyout "$certs/sink.key" -out "$certs/sink.csr" -subj "/CN=sink" >/dev/null 2>&1
+  openssl x509 -req -in "$certs/sink.csr" -CA "$certs/ca.crt" -CAkey "$certs/ca.key" -CAcreateserial \
+    -out "$certs/sink.crt" -days 2 >/dev/null 2>&1
+  # 1 and 8 replicas with the data dir on the disk (as deployed), over plain
+  # TCP and over TLS (--tls-port, the sinks decrypting all); 1 replica with the
+  # data dir on tmpfs, for context: what the disk's filesystem costs.
+  for variant in 1:disk:tcp 8:disk:tcp 1:disk:tls 8:disk:tls 1:tmpfs:tcp; do
     sinks=${variant%%:*}
+    where=${variant#*:}
+    tls=${where#*:}
+    where=${where%%:*}
     bytes=$S2_BYTES
     [ "$sinks" -gt 1 ] && bytes=$((S2_BYTES / 2))
     for rep in $(seq "$S2_REPEATS"); do
-      local up port sport dir="$WORK/s2p"
+      local up port sport plain dir="$WORK/s2p"
       data="$dir/data"
-      [ "${variant#*:}" = tmpfs ] && data="/dev/shm/$(basename "$WORK")-s2"
+      [ "$where" = tmpfs ] && data="/dev/shm/$(basename "$WORK")-s2"
       alloc_port up
       alloc_port port
       alloc_port sport
+      alloc_port plain
+      local sink_tls=() proxy_tls=(--port "$port")
+      if [ "$tls" = tls ]; then
+        sink_tls=(--tls "$certs/ca.crt" "$certs/sink.crt" "$certs/sink.key")
+        proxy_tls=(--port "$plain" --tls-port "$port" --tls-cert-file "$certs/proxy.crt"
+                   --tls-key-file "$certs/proxy.key" --tls-ca-cert-file "$certs/ca.crt")
+      fi
       rm -rf "$dir"
       mkdir -p "$dir"
       # Dirty pages of earlier scenarios would throttle the log's writes.
       timeout 60 sync || true
       "$TOOLS/bench_capacity" --listen "$up" --proxy-port "$port" --rdb "$WORK/s2.rdb" --sinks "$sinks" \
-        --bytes "$bytes" --ready-file "$dir/ready" --proxy-pid-file "$dir/pid" --timeout 120 \
+        --bytes "$bytes" --ready-file "$dir/ready" --proxy-pid-file "$dir/pid" --timeout 120 "${sink_tls[@]}" \
         >"$dir/result.json" 2>"$dir/capacity.log" &
       local cap=$!
       PIDS+=("$cap")
       wait_until 30 "the scripted upstream" test -f "$dir/ready"
-      "$BIN" --upstream "127.0.0.1:$up" --port "$port" --status-port "$sport" --dir "$data" \
+      "$BIN" --upstream "127.0.0.1:$up" "${proxy_tls[@]}" --status-port "$sport" --dir "$data" \
         --log-level warn 2>"$dir/proxy.log" &
       local proxy=$!
       PIDS+=("$proxy")
@@ -306,8 +329,8 @@ scenario2() {
       wait "$cap" || { cat "$dir/capacity.log" "$dir/proxy.log" >&2; die "scenario 2 run failed"; }
       forget_pid "$cap"
       stop_pid "$proxy"
-      runs+=("$(jq -c --arg d "${variant#*:}" '. + {log_dir: $d}' "$dir/result.json")")
-      log "  $sinks replica(s), log on ${variant#*:}, run $rep: $(jq -r '"\(.gbps_in) GB/s in, proxy CPU \(.proxy_cpu_s_per_gb) s/GB"' "$dir/result.json")"
+      runs+=("$(jq -c --arg d "$where" --arg t "$tls" '. + {log_dir: $d, transport: $t}' "$dir/result.json")")
+      log "  $sinks replica(s), log on $where, $tls, run $rep: $(jq -r '"\(.gbps_in) GB/s in, proxy CPU \(.proxy_cpu_s_per_gb) s/GB"' "$dir/result.json")"
       rm -rf "$dir" "$data"
     done
   done
