@@ -60,6 +60,14 @@ TEST_CASE("config: a bad flag or value exits with code 2") {
            {"--upstream", "h:1", "--log-level", "loud"},
            {"--upstream", "h:1", "--no-such-flag"},
            {"--upstream", "h:1", "--port", "abc"},
+           {"--upstream", "h:1", "--tls-port", "6390"},  // no certificate
+           {"--upstream", "h:1", "--tls-port", "6390", "--tls-cert-file", "c", "--tls-key-file", "k"},  // no CA
+           {"--upstream", "h:1", "--tls-port", "6380", "--tls-cert-file", "c", "--tls-key-file", "k",
+            "--tls-auth-clients", "no"},  // the plain port's
+           {"--upstream", "h:1", "--tls-auth-clients", "maybe"},
+           {"--upstream", "h:1", "--status-tls", "yes"},  // no certificate
+           {"--upstream", "h:1", "--standby-of", "nohost"},
+           {"--upstream", "h:1", "--standby-timeout", "-1"},
        }) {
     CAPTURE(args.size());
     auto r = parse(args);
@@ -69,6 +77,23 @@ TEST_CASE("config: a bad flag or value exits with code 2") {
   auto help = parse({"--help"});
   CHECK(help.exit);
   CHECK(help.exit_code == 0);
+}
+
+TEST_CASE("config: TLS and standby flags") {
+  auto r = parse({"--upstream", "h:1", "--tls-port", "6390", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem",
+                  "--tls-ca-cert-file", "ca.pem", "--tls-auth-clients", "optional", "--status-tls", "yes",
+                  "--standby-of", "10.0.0.7:6380", "--standby-timeout", "5"});
+  REQUIRE_FALSE(r.exit);
+  CHECK(r.config.tls_port == 6390);
+  CHECK(r.config.tls_auth_clients == psync::proxy::TlsAuthClients::kOptional);
+  CHECK(r.config.status_tls);
+  CHECK(r.config.has_standby_of);
+  CHECK(r.config.standby_of.str() == "10.0.0.7:6380");
+  CHECK(r.config.standby_timeout_s == 5);
+  // No CA is needed when no client certificate is asked for.
+  auto n = parse({"--upstream", "h:1", "--tls-port", "6390", "--tls-cert-file", "c", "--tls-key-file", "k",
+                  "--tls-auth-clients", "no"});
+  CHECK_FALSE(n.exit);
 }
 
 TEST_CASE("status endpoint: paths and methods") {
