@@ -101,37 +101,35 @@ void ReplicaSession::tls_handshake() {
   close("TLS handshake failed: " + why);
 }
 
-ssize_t ReplicaSession::io_read(char* buf, size_t len) {
-  if (!ssl_) return ::read(fd_, buf, len);
-  ERR_clear_error();
-  const int r = SSL_read(ssl_, buf, static_cast<int>(std::min<size_t>(len, INT32_MAX)));
+ssize_t ReplicaSession::tls_result(int r, bool reading) {
   if (r > 0) return r;
   const int e = SSL_get_error(ssl_, r);
   if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
     errno = EAGAIN;
     return -1;
   }
-  if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0)) return 0;
-  if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) return -1;  // errno says why
+  if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+    if (errno != 0) return -1;  // errno says why
+    if (reading) return 0;      // the peer closed without close_notify
+  }
+  if (reading && e == SSL_ERROR_ZERO_RETURN) return 0;
   tls_error_ = TlsContext::errors();
   errno = EPROTO;
   return -1;
 }
 
+ssize_t ReplicaSession::io_read(char* buf, size_t len) {
+  if (!ssl_) return ::read(fd_, buf, len);
+  ERR_clear_error();
+  errno = 0;
+  return tls_result(SSL_read(ssl_, buf, static_cast<int>(std::min<size_t>(len, INT32_MAX))), true);
+}
+
 ssize_t ReplicaSession::io_write(const char* buf, size_t len) {
   if (!ssl_) return ::write(fd_, buf, len);
   ERR_clear_error();
-  const int r = SSL_write(ssl_, buf, static_cast<int>(std::min<size_t>(len, INT32_MAX)));
-  if (r > 0) return r;
-  const int e = SSL_get_error(ssl_, r);
-  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-    errno = EAGAIN;
-    return -1;
-  }
-  if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno != 0) return -1;
-  tls_error_ = TlsContext::errors();
-  errno = EPROTO;
-  return -1;
+  errno = 0;
+  return tls_result(SSL_write(ssl_, buf, static_cast<int>(std::min<size_t>(len, INT32_MAX))), false);
 }
 
 bool ReplicaSession::tls_input_pending() const {

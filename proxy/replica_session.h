@@ -255,6 +255,8 @@ class ReplicaSession {
   // read/write through TLS or not: -1 with errno EAGAIN when it would block.
   ssize_t io_read(char* buf, size_t len);
   ssize_t io_write(const char* buf, size_t len);
+  // An SSL_read/SSL_write result as read/write give it (errno EPROTO: a TLS error, in tls_error_).
+  ssize_t tls_result(int r, bool reading);
   // Decrypted bytes OpenSSL holds that no poll event will announce.
   bool tls_input_pending() const;
   std::string ip_;

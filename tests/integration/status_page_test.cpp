@@ -12,6 +12,7 @@
 #include "tests/support/http.h"
 #include "tests/support/workload.h"
 #include "tests/support/process.h"
+#include "tests/support/sandbox.h"
 #include "tests/support/test_context.h"
 
 using namespace psync::test;
@@ -34,6 +35,33 @@ std::string read_file(const std::string& path) {
     return s.str();
 }
 
+// The DOM of the page at url after its script ran.
+std::string page_dom(Sandbox& sandbox, const std::string& url) {
+    const std::string dom_path = sandbox.subdir("chromium") + "/dom.html";
+    std::vector<std::string> dump = chromium(sandbox.subdir("profile-dom"));
+    dump.push_back("--dump-dom");
+    dump.push_back(url);
+    REQUIRE(run_command(dump, dom_path, 60) == 0);
+    return read_file(dom_path);
+}
+
+// A screenshot of the page into the test artifacts, for a person to look at; at least
+// min_bytes of PNG (a real picture, not an empty page).
+void screenshot(Sandbox& sandbox, const std::string& url, const std::string& name, const std::string& size,
+                uintmax_t min_bytes) {
+    std::filesystem::create_directories(PSYNC_TEST_ARTIFACTS_DIR);
+    const std::string png = std::string(PSYNC_TEST_ARTIFACTS_DIR) + "/" + name;
+    std::filesystem::remove(png);
+    std::vector<std::string> shot = chromium(sandbox.subdir("profile-shot"));
+    shot.push_back("--window-size=" + size);
+    shot.push_back("--screenshot=" + png);
+    shot.push_back(url);
+    REQUIRE(run_command(shot, sandbox.subdir("chromium") + "/screenshot.log", 60) == 0);
+    REQUIRE(std::filesystem::exists(png));
+    CHECK(std::filesystem::file_size(png) > min_bytes);
+    MESSAGE("status page screenshot: " << png);
+}
+
 }  // namespace
 
 TEST_CASE("status page: Chromium renders the upstream state and the replicas from /status") {
@@ -42,12 +70,7 @@ TEST_CASE("status page: Chromium renders the upstream state and the replicas fro
     const std::string url = "http://127.0.0.1:" + std::to_string(c.proxy->status_port()) + "/";
 
     // The DOM after the page's script ran.
-    const std::string dom_path = c.sandbox.subdir("chromium") + "/dom.html";
-    std::vector<std::string> dump = chromium(c.sandbox.subdir("profile-dom"));
-    dump.push_back("--dump-dom");
-    dump.push_back(url);
-    REQUIRE(run_command(dump, dom_path, 60) == 0);
-    const std::string dom = read_file(dom_path);
+    const std::string dom = page_dom(c.sandbox, url);
     CHECK_MESSAGE(dom.find(R"(id="upstream-state" class="ok">streaming<)") != std::string::npos, dom);
     CHECK_MESSAGE(std::regex_search(dom, std::regex(R"(id="replica-count"[^>]*>2<)")), dom);
     for (const auto& r : c.replicas) {
@@ -58,18 +81,7 @@ TEST_CASE("status page: Chromium renders the upstream state and the replicas fro
     // The page's error line stays empty: every fetch of /status worked.
     CHECK_MESSAGE(std::regex_search(dom, std::regex(R"(<div id="error"[^>]*></div>)")), dom);
 
-    // The screenshot, for a person to look at.
-    std::filesystem::create_directories(PSYNC_TEST_ARTIFACTS_DIR);
-    const std::string png = std::string(PSYNC_TEST_ARTIFACTS_DIR) + "/status-page.png";
-    std::filesystem::remove(png);
-    std::vector<std::string> shot = chromium(c.sandbox.subdir("profile-shot"));
-    shot.push_back("--window-size=1200,800");
-    shot.push_back("--screenshot=" + png);
-    shot.push_back(url);
-    REQUIRE(run_command(shot, c.sandbox.subdir("chromium") + "/screenshot.log", 60) == 0);
-    REQUIRE(std::filesystem::exists(png));
-    CHECK(std::filesystem::file_size(png) > 10000);  // a real picture, not an empty page
-    MESSAGE("status page screenshot: " << png);
+    screenshot(c.sandbox, url, "status-page.png", "1200,800", 10000);
 }
 
 TEST_CASE("status page: the last 15 minutes plotted from /history: the ingest rate and each replica's lag, drawn in Chromium") {
@@ -95,12 +107,7 @@ TEST_CASE("status page: the last 15 minutes plotted from /history: the ingest ra
     CHECK(last.size() == 2);
 
     const std::string url = "http://127.0.0.1:" + std::to_string(c.proxy->status_port()) + "/";
-    const std::string dom_path = c.sandbox.subdir("chromium") + "/dom.html";
-    std::vector<std::string> dump = chromium(c.sandbox.subdir("profile-dom"));
-    dump.push_back("--dump-dom");
-    dump.push_back(url);
-    REQUIRE(run_command(dump, dom_path, 60) == 0);
-    const std::string dom = read_file(dom_path);
+    const std::string dom = page_dom(c.sandbox, url);
     // A line with several points for the ingest, and one per replica in each lag chart.
     std::smatch m;
     CHECK_MESSAGE(std::regex_search(dom, m, std::regex(R"re(<polyline points="[^"]+" stroke="[^"]+" data-name="ingest" data-points="(\d+)")re")),
@@ -116,15 +123,5 @@ TEST_CASE("status page: the last 15 minutes plotted from /history: the ingest ra
     }
     CHECK_MESSAGE(std::regex_search(dom, std::regex(R"(<div id="error"[^>]*></div>)")), dom);
 
-    std::filesystem::create_directories(PSYNC_TEST_ARTIFACTS_DIR);
-    const std::string png = std::string(PSYNC_TEST_ARTIFACTS_DIR) + "/status-page-plots.png";
-    std::filesystem::remove(png);
-    std::vector<std::string> shot = chromium(c.sandbox.subdir("profile-shot"));
-    shot.push_back("--window-size=1400,1100");
-    shot.push_back("--screenshot=" + png);
-    shot.push_back(url);
-    REQUIRE(run_command(shot, c.sandbox.subdir("chromium") + "/screenshot.log", 60) == 0);
-    REQUIRE(std::filesystem::exists(png));
-    CHECK(std::filesystem::file_size(png) > 20000);
-    MESSAGE("status page with plots: " << png);
+    screenshot(c.sandbox, url, "status-page-plots.png", "1400,1100", 20000);
 }
