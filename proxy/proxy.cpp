@@ -597,12 +597,33 @@ void Proxy::check_takeover_markers(std::string_view bytes) {
   }
 }
 
+void Proxy::maybe_follow_again() {
+  // Once the superseded feed's link has ended (it cannot be replaced from
+  // inside its own callback, where the marker was read).
+  if (superseded_by_.empty() || !standby_ || feed_->link().state() != Link::State::kStopped) return;
+  LOG_WARN(kComponent, "following %s again, as its standby (--standby-of)", config_.standby_of.str().c_str());
+  retired_feeds_.push_back(std::move(feed_));
+  feed_ = std::make_unique<LiveFeed>(*this, LiveFeed::Source::kActive);
+  standby_->follow_again();
+  superseded_by_.clear();
+  own_pings_held_ = false;  // (a standby writes none anyway: is_standby())
+  feed_->start();
+  notify("STATUS=standby of " + config_.standby_of.str());
+}
+
 void Proxy::superseded(const std::string& old_replid, const std::string& new_replid) {
   superseded_by_ = new_replid;
-  LOG_ERROR(kComponent,
-            "a standby took lineage %s over (it goes on as %s): this proxy stops serving replicas and stops "
-            "following the master; restart it as a standby of the new active (--standby-of)",
-            old_replid.c_str(), new_replid.c_str());
+  if (standby_) {
+    LOG_ERROR(kComponent,
+              "a standby took lineage %s over (it goes on as %s): this proxy stops serving replicas and "
+              "follows %s again as its standby",
+              old_replid.c_str(), new_replid.c_str(), config_.standby_of.str().c_str());
+  } else {
+    LOG_ERROR(kComponent,
+              "a standby took lineage %s over (it goes on as %s): this proxy stops serving replicas and stops "
+              "following the master; restart it as a standby of the new active (--standby-of)",
+              old_replid.c_str(), new_replid.c_str());
+  }
   own_pings_held_ = true;
   refresher_->abort("the lineage was taken over by a standby");
   for (auto& s : sessions_) {
@@ -813,6 +834,7 @@ void Proxy::on_keepalive_timer(uv_timer_t* t) {
   }
   if (self->standby_) self->standby_->on_second();
   if (self->superseded_by_.empty()) self->refresher_->on_second();
+  self->maybe_follow_again();
   self->live_restart_->on_second();
   self->sample_history();
   self->trim_log();

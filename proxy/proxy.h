@@ -145,6 +145,9 @@ class Proxy : public SessionHost {
   std::string replication_refused() const override;
   // The live feed's bytes held the channel's name: a takeover marker?
   void check_takeover_markers(std::string_view bytes);
+  // Superseded, with --standby-of: once the master link ended, follow the
+  // peer again as its standby (a pair's old active).
+  void maybe_follow_again();
   // The standby part, or null without --standby-of.
   const Standby* standby() const { return standby_.get(); }
   // A standby's feed got a full resync from the active: the log starts over

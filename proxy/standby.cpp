@@ -56,6 +56,16 @@ void Standby::fence() {
 
 void Standby::on_new_lineage() { shadow_->abort("the mirrored lineage starts over"); }
 
+void Standby::follow_again() {
+  shadow_->abort("following again");
+  state_ = State::kFollowing;
+  spliced_ = false;
+  unreachable_since_ms_ = 0;
+  taking_over_since_ms_ = 0;
+  waiting_for_peer_ = false;
+  next_align_ms_ = 0;
+}
+
 void Standby::maybe_align() {
   // One fork on the master per attempt: after a failure the next one waits,
   // 30 s at first, twice as long each time, at most 15 min.

@@ -71,6 +71,9 @@ class Standby {
   void stop();
   // The mirrored lineage starts over: the own link's alignment is void.
   void on_new_lineage();
+  // This proxy was the active and a standby took its lineage over (the
+  // takeover marker came in): it follows --standby-of again, from the start.
+  void follow_again();
   // The own master link (proxy/refresher.h, Purpose::kShadow).
   Refresher& shadow() { return *shadow_; }
   const Refresher& shadow() const { return *shadow_; }

@@ -462,3 +462,49 @@ TEST_CASE("standby: --standby-of naming the proxy itself: one clear error line, 
     wait_keyspace_equal(c.master, r, 30);
     check_clean_shutdown(self);
 }
+
+TEST_CASE("standby: a pair whose active is frozen past the timeout: the other takes over, and the old one, continued, follows it as its standby") {
+    ProxiedCluster c;
+    c.start(0, 100);
+    c.proxy->stop();
+    const int pa = pick_free_port(), pb = pick_free_port();
+    auto pair_options = [&](int peer) {
+        ProxyOptions o;
+        o.extra_args = {"--standby-of", "127.0.0.1:" + std::to_string(peer), "--standby-timeout", "3"};
+        return o;
+    };
+    ProxyProcess a(c.sandbox, "pair-a", c.master.port(), pair_options(pb));
+    ProxyProcess b(c.sandbox, "pair-b", c.master.port(), pair_options(pa));
+    a.start_on(pa, pick_free_port());
+    b.start_on(pb, pick_free_port());
+    wait_until("one of the pair to become active", 30, [&] {
+        return (json_str(a.status(), "/proxy/role") == "active") != (json_str(b.status(), "/proxy/role") == "active");
+    });
+    ProxyProcess& active = json_str(a.status(), "/proxy/role") == "active" ? a : b;
+    ProxyProcess& other = &active == &a ? b : a;
+    active.wait_snapshot(30);
+    wait_aligned(other);
+    BackgroundWriter writer(c.master.port(), ProxiedCluster::kDbs);
+    writer.wait_more_rounds(50);
+    ::kill(active.process().pid(), SIGSTOP);
+    wait_active(other, 30);
+    ::kill(active.process().pid(), SIGCONT);
+    // The old active reads the takeover marker, stops serving, and follows the new one.
+    const json back = active.wait_status("the old active to follow the new one", 30, [&](const json& s, std::string& st) {
+        st = json_str(s, "/proxy/role") + " " + json_str(s, "/proxy/replid");
+        return json_str(s, "/proxy/role") == "standby" &&
+               json_str(s, "/proxy/replid") == json_str(other.status(), "/proxy/replid");
+    });
+    CHECK(count_log_lines(active.log_path(), "follows 127.0.0.1", true) == 1);
+    CHECK(http_get(active.status_port(), "/healthz", 3).status == 503);
+    RedisServer replica(c.sandbox, "replica", replica_options(other.port()));
+    replica.start();
+    writer.wait_more_rounds(50);
+    writer.stop();
+    CHECK_MESSAGE(writer.error().empty(), writer.error());
+    wait_keyspace_equal(c.master, replica, 60);
+    CHECK(json_str(other.status(), "/proxy/role") == "active");
+    CHECK(json_str(active.status(), "/proxy/role") == "standby");
+    check_clean_shutdown(active);
+    check_clean_shutdown(other);
+}
