@@ -833,6 +833,9 @@ ReplicaSession::Sent ReplicaSession::send_file(int in_fd, uint64_t pos, size_t l
         close(std::string("sending ") + what + " failed: TLS error: " + tls_error_);
         return Sent::kClosed;
       }
+      // A write OpenSSL could not finish must be retried with the same bytes
+      // first: no reply may go out before it (see pump()).
+      tls_file_retry_ = n < 0;
     }
     if (n > 0) {
       sent = static_cast<size_t>(n);
@@ -856,7 +859,9 @@ void ReplicaSession::pump() {
   size_t budget = kPumpBudget;
   bool blocked = false;
   while (budget > 0) {
-    if (out_pos_ < out_.size()) {
+    // (TLS: a file chunk SSL_write did not finish goes on first, with the same bytes.)
+    const bool file_retry = tls_file_retry_;
+    if (out_pos_ < out_.size() && !file_retry) {
       ssize_t n = io_write(out_.data() + out_pos_, out_.size() - out_pos_);
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -892,12 +897,12 @@ void ReplicaSession::pump() {
       if (input_held_ && !output_full() && !dispatch_buffered()) return;
       continue;
     }
-    if (close_after_flush_) {
+    if (close_after_flush_ && !file_retry) {
       close("closed after its last reply");
       return;
     }
     if (input_held_ && !dispatch_buffered()) return;  // held with nothing left to write
-    if (out_pos_ < out_.size()) continue;
+    if (out_pos_ < out_.size() && !file_retry) continue;
     if (state_ == State::kSendBulk) {
       if (bulk_sent_ < bulk_->size()) {
         size_t want = static_cast<size_t>(std::min<uint64_t>({bulk_->size() - bulk_sent_, kSendChunk, budget}));

@@ -249,6 +249,7 @@ class ReplicaSession {
   bool tls_accepting_ = false;     // the handshake is not done
   bool tls_wants_write_ = false;   // the handshake (or a read) waits for the socket to take bytes
   bool ktls_send_ = false;
+  bool tls_file_retry_ = false;    // the last SSL_write of a file chunk must be retried first
   std::unique_ptr<char[]> tls_chunk_;  // a file chunk for SSL_write (without kernel TLS)
   std::string tls_error_;          // OpenSSL's reason for the last failed call
   void tls_handshake();

@@ -86,6 +86,10 @@ TEST_CASE("tls: Redis 7 replicas with tls-replication yes follow a SYNC-only mas
     master.start();
     RedisClient m = master.client();
     write_burst(m, {0, 1, 5}, 100);
+    // 16 MB of values: the snapshot goes out in many 64 KB chunks, some of them cut by a full
+    // socket (SSL_write retried with the same bytes).
+    const std::string big(64 * 1024, 'b');
+    for (int i = 0; i < 256; ++i) m.must({"SET", "big:" + std::to_string(i), big});
     const int tls_port = pick_free_port();
     ProxyOptions po;
     po.extra_args = {"--tls-port", std::to_string(tls_port), "--tls-cert-file", certs.server_crt, "--tls-key-file",
