@@ -399,7 +399,12 @@ TEST_CASE("tools: prometheus-redis-exporter scrapes the proxy with no error and 
     REQUIRE_MESSAGE(port != 0, "the exporter did not start:\n" << tail_file(log, 20));
 
     // A few scrapes; then one taken between two /status readings that agree (the proxy's
-    // own PING every 10 s moves the offset).
+    // own PING every 10 s moves the offset, each replica's ACK every second its offset).
+    auto offsets = [](const json& st) {
+        std::string all = std::to_string(json_int(st, "/proxy/offset"));
+        for (const auto& r : st.at("replicas")) all += "," + std::to_string(r.at("acked_offset").get<int64_t>());
+        return all;
+    };
     for (int i = 0; i < 3; ++i) {
         HttpResponse r = http_get(port, "/metrics", 10);
         REQUIRE(r.status == 200);
@@ -412,7 +417,7 @@ TEST_CASE("tools: prometheus-redis-exporter scrapes the proxy with no error and 
         const json before = c.proxy->status();
         text = http_get(port, "/metrics", 10).body;
         s = c.proxy->status();
-        return json_int(before, "/proxy/offset") == json_int(s, "/proxy/offset");
+        return offsets(before) == offsets(s);
     });
     int replicas = 0;
     for (const auto& r : s.at("replicas")) replicas += r.at("state") != "handshake";
