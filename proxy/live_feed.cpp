@@ -12,9 +12,6 @@ namespace psync::proxy {
 
 namespace {
 
-// The bytes of a psync-proxy's own PING in its stream (Proxy::append_own_ping).
-constexpr std::string_view kOwnPing = "*1\r\n$4\r\nPING\r\n";
-
 LinkOptions live_link_options(Proxy& proxy, LiveFeed::Source source) {
   const Config& c = proxy.config();
   LinkOptions o;

@@ -39,7 +39,6 @@ namespace psync::proxy {
 
 namespace {
 const char* kComponent = "proxy";
-const std::string kOwnPing = "*1\r\n$4\r\nPING\r\n";
 
 
 
@@ -186,15 +185,7 @@ bool Proxy::start(const Handover* handover) {
 
   // The replica port: plain non-blocking sockets polled by libuv, so that
   // sessions can send with sendfile(2).
-  listener_ = std::make_unique<Listener>(
-      loop_, "replicas", "--bind",
-      "-ERR max number of clients reached (psync-proxy is out of file descriptors)\r\n",
-      [this] {
-        counters_.connections_received++;
-        counters_.rejected_connections++;
-        counters_.rejected_out_of_fds++;
-      },
-      [this](int fd, const sockaddr_storage& peer) { accept_replica(fd, peer, false); });
+  listener_ = make_replica_listener("replicas", false);
   bool listening = handover ? listener_->adopt(handover->replica_listener_fd, error)
                             : listener_->listen(config_.bind, config_.port, 128, error);
   if (!listening) {
@@ -214,15 +205,7 @@ bool Proxy::start(const Handover* handover) {
     }
   }
   if (config_.tls_port != 0) {
-    tls_listener_ = std::make_unique<Listener>(
-        loop_, "replicas (TLS)", "--bind",
-        "-ERR max number of clients reached (psync-proxy is out of file descriptors)\r\n",
-        [this] {
-          counters_.connections_received++;
-          counters_.rejected_connections++;
-          counters_.rejected_out_of_fds++;
-        },
-        [this](int fd, const sockaddr_storage& peer) { accept_replica(fd, peer, true); });
+    tls_listener_ = make_replica_listener("replicas (TLS)", true);
     if (!tls_listener_->listen(config_.bind, config_.tls_port, 128, error)) {
       LOG_ERROR(kComponent, "--tls-port: %s", error.c_str());
       return false;
@@ -421,6 +404,17 @@ void Proxy::shutdown() {
     uv_close(reinterpret_cast<uv_handle_t*>(&keepalive_timer_), nullptr);
     timers_started_ = false;
   }
+}
+
+std::unique_ptr<Listener> Proxy::make_replica_listener(const char* name, bool tls) {
+  return std::make_unique<Listener>(
+      loop_, name, "--bind", "-ERR max number of clients reached (psync-proxy is out of file descriptors)\r\n",
+      [this] {
+        counters_.connections_received++;
+        counters_.rejected_connections++;
+        counters_.rejected_out_of_fds++;
+      },
+      [this, tls](int fd, const sockaddr_storage& peer) { accept_replica(fd, peer, tls); });
 }
 
 void Proxy::accept_replica(int fd, const sockaddr_storage& ss, bool tls) {

@@ -216,6 +216,9 @@ class Proxy : public SessionHost {
  private:
   static void on_ping_timer(uv_timer_t* t);
   static void on_keepalive_timer(uv_timer_t* t);
+  // A replica port (plain or TLS): accepts into accept_replica, refuses with
+  // an error reply when out of descriptors.
+  std::unique_ptr<Listener> make_replica_listener(const char* name, bool tls);
   void accept_replica(int fd, const sockaddr_storage& peer, bool tls);
  public:
   const TlsContext* tls_context() const { return tls_.get(); }
@@ -283,6 +286,10 @@ bool protected_mode_refuses(const Config& config, std::string_view peer_ip);
 
 // Equality that takes the same time whatever the strings hold.
 bool constant_time_equals(std::string_view a, std::string_view b);
+
+// The bytes of the proxy's own PING in its stream (every 10 s); a standby
+// mirrors the active's as these bytes.
+inline constexpr std::string_view kOwnPing = "*1\r\n$4\r\nPING\r\n";
 
 // A fresh random 40-hex replication ID.
 std::string random_replid();
