@@ -201,7 +201,7 @@ bool LiveFeed::on_stream(std::string_view bytes, bool at_boundary, uint64_t mast
   // A standby's own master link is placed in, then tracked against, this
   // stream (proxy/standby.h).
   if (mirrors()) {
-    Standby* standby = proxy_.standby_part();
+    Standby* standby = proxy_.standby();
     if (standby && standby->shadow().wants_every_piece()) standby->shadow().on_live_piece(bytes, at_boundary, first);
   }
   // A takeover marker naming this lineage (proxy/standby.h): superseded.
@@ -251,7 +251,7 @@ void LiveFeed::on_lost(const std::string& /*why*/, bool was_streaming) {
   if (was_streaming && mirrors()) {
     // A command the active sent in part is gone from the log; the tracker
     // forgets its start too (the active sends it again whole).
-    if (Standby* standby = proxy_.standby_part()) standby->shadow().on_live_rollback();
+    if (Standby* standby = proxy_.standby()) standby->shadow().on_live_rollback();
   }
   if (!proxy_.superseded_by().empty()) link_->stop();  // nothing more of the master: see Proxy::superseded
 }

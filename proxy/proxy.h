@@ -158,7 +158,7 @@ class Proxy : public SessionHost {
   // with a splice (its own aligned master link) from the active's last byte
   // on, else with a new SYNC and a new lineage.
   void become_active(const std::string& why, Refresher::Splice* splice);
-  Standby* standby_part() { return standby_.get(); }
+  Standby* standby() { return standby_.get(); }
 
   // ----- Live restart (proxy/live_restart.h) -----
   LiveRestart& live_restart() { return *live_restart_; }
